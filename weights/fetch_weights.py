@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Reproduce weights/ from the Apache-2.0 mediapipe==0.10.21 wheel on PyPI.
+
+The .tflite files are committed, so a fresh clone never needs this script; it exists so anyone
+can check that the committed files are byte-for-byte MediaPipe's own:
+
+    python3 weights/fetch_weights.py          # download the wheel, extract, verify sha256
+    python3 weights/fetch_weights.py --check  # only verify the committed files
+
+The expected digests live in SHA256SUMS beside this script (and in models/*.toml, which the
+Rust code checks when it loads a model).
+"""
+import argparse
+import hashlib
+import pathlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+WHEEL = "mediapipe==0.10.21"
+HERE = pathlib.Path(__file__).resolve().parent
+FILES = {
+    "face_detection_short_range.tflite": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+    "face_landmark.tflite": "mediapipe/modules/face_landmark/face_landmark.tflite",
+    "face_landmark_with_attention.tflite": "mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",
+}
+LICENSE_IN_WHEEL = "mediapipe-0.10.21.dist-info/LICENSE"
+
+
+def expected_digests():
+    digests = {}
+    for line in (HERE / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        digests[name] = digest
+    return digests
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify():
+    ok = True
+    for name, digest in expected_digests().items():
+        actual = sha256(HERE / name)
+        status = "ok" if actual == digest else f"MISMATCH (got {actual})"
+        ok &= actual == digest
+        print(f"{name}: {status}")
+    return ok
+
+
+def extract():
+    with tempfile.TemporaryDirectory() as tmp:
+        # Any platform's wheel carries the same model files; pin the one this machine can fetch.
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, WHEEL],
+            check=True,
+        )
+        (wheel,) = pathlib.Path(tmp).glob("mediapipe-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for name, member in FILES.items():
+                (HERE / name).write_bytes(archive.read(member))
+            (HERE / "LICENSE").write_bytes(archive.read(LICENSE_IN_WHEEL))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only verify the committed files")
+    args = parser.parse_args()
+    if not args.check:
+        extract()
+    sys.exit(0 if verify() else 1)
+
+
+if __name__ == "__main__":
+    main()
