@@ -1,0 +1,10 @@
+//! face-service: real-time face landmarks and liveness over WebSockets.
+//!
+//! The library holds everything the `face-service` binary is made of. Read it top-down:
+//! - [`device`]: the one place that picks the GPU (wgpu) or the CPU fallback (flex);
+//! - [`tflite`]: reading MediaPipe's `.tflite` weight files;
+//! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files.
+
+pub mod device;
+pub mod models;
+pub mod tflite;

@@ -1,0 +1,190 @@
+//! FaceMesh, MediaPipe's 468-point face landmark model, as a burn module.
+//!
+//! Input `[N, 3, 192, 192]` in [0, 1], a crop around one face; outputs per batch item 1404
+//! values (468 points of x, y, z in crop pixels) and one face-presence logit. A shared trunk
+//! runs down to 6x6, where the network forks into the mesh head and the face-flag head. The
+//! tables below are read off `shared/reference/face_landmark.txt`.
+
+use burn::module::Module;
+use burn::nn::PRelu;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{Device, Tensor};
+
+use crate::models::description::ModelKind;
+use crate::models::layers::{BlockNames, BlockShape, ResidualBlock, block};
+use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
+
+const STEM_CHANNELS: usize = 16;
+
+/// Trunk blocks in file order: block `i` (from 1) uses `depthwise_conv2d_{i}`,
+/// `conv2d_{i+1}` and `p_re_lu_{i+1}`. It ends at 6x6x128, where the heads fork.
+const TRUNK: [BlockShape; 14] = [
+    block(16, 16, 1),
+    block(16, 16, 1),
+    block(16, 32, 2),
+    block(32, 32, 1),
+    block(32, 32, 1),
+    block(32, 64, 2),
+    block(64, 64, 1),
+    block(64, 64, 1),
+    block(64, 128, 2),
+    block(128, 128, 1),
+    block(128, 128, 1),
+    block(128, 128, 2),
+    block(128, 128, 1),
+    block(128, 128, 1),
+];
+
+/// One head: residual blocks at 128 channels, a 1x1 projection to 32 channels with a PReLU,
+/// one residual block at 32 channels, and a 3x3 VALID convolution that turns the 3x3 map
+/// into the output vector. Numbers are the suffixes of the tensor names in the file.
+struct HeadLayout {
+    /// (shape, [depthwise, pointwise, prelu]) of each block before the projection.
+    blocks: &'static [(BlockShape, [usize; 3])],
+    /// [conv, prelu] of the projection.
+    projection: [usize; 2],
+    /// [depthwise, pointwise, prelu] of the block after the projection.
+    last_block: [usize; 3],
+    output_conv: usize,
+    outputs: usize,
+}
+
+const HEAD_CHANNELS: usize = 32;
+
+const MESH_HEAD: HeadLayout = HeadLayout {
+    blocks: &[
+        (block(128, 128, 2), [15, 16, 16]),
+        (block(128, 128, 1), [16, 17, 17]),
+        (block(128, 128, 1), [17, 18, 18]),
+    ],
+    projection: [19, 19],
+    last_block: [18, 20, 20],
+    output_conv: 21,
+    outputs: 1404,
+};
+
+const FACE_FLAG_HEAD: HeadLayout = HeadLayout {
+    blocks: &[(block(128, 128, 2), [23, 28, 26])],
+    projection: [29, 27],
+    last_block: [24, 30, 28],
+    output_conv: 31,
+    outputs: 1,
+};
+
+#[derive(Module, Debug)]
+pub struct FaceLandmarker {
+    stem: Conv2d,
+    stem_prelu: PRelu,
+    trunk: Vec<ResidualBlock>,
+    mesh: Head,
+    face_flag: Head,
+}
+
+/// The landmark model's raw outputs for a batch.
+#[derive(Debug)]
+pub struct LandmarkOutput {
+    /// `[N, 1404]`: 468 x (x, y, z) in crop pixels.
+    pub landmarks: Tensor<2>,
+    /// `[N, 1]` face-presence logits.
+    pub face_presence: Tensor<2>,
+}
+
+impl FaceLandmarker {
+    pub fn load(weights: &WeightFile, device: &Device) -> Result<Self, WeightError> {
+        let name = ModelKind::Landmarks.description().name;
+        let loader = LayerLoader::new(weights, &name, device)?;
+        let trunk = TRUNK
+            .iter()
+            .enumerate()
+            .map(|(i, shape)| load_block(&loader, *shape, [i + 1, i + 2, i + 2]))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            stem: loader.conv("conv2d_1", [3, STEM_CHANNELS], 3, 2, Padding::Same)?,
+            stem_prelu: loader.prelu("p_re_lu_1", STEM_CHANNELS)?,
+            trunk,
+            mesh: Head::load(&loader, &MESH_HEAD)?,
+            face_flag: Head::load(&loader, &FACE_FLAG_HEAD)?,
+        })
+    }
+
+    pub fn forward(&self, input: Tensor<4>) -> LandmarkOutput {
+        let mut x = self.stem_prelu.forward(self.stem.forward(input));
+        for block in &self.trunk {
+            x = block.forward(x);
+        }
+        LandmarkOutput {
+            landmarks: self.mesh.forward(x.clone()),
+            face_presence: self.face_flag.forward(x),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+struct Head {
+    blocks: Vec<ResidualBlock>,
+    projection: Conv2d,
+    projection_prelu: PRelu,
+    last_block: ResidualBlock,
+    output: Conv2d,
+}
+
+impl Head {
+    fn load(loader: &LayerLoader<'_>, layout: &HeadLayout) -> Result<Self, WeightError> {
+        let channels_in = layout.blocks[layout.blocks.len() - 1].0.channels_out;
+        Ok(Self {
+            blocks: layout
+                .blocks
+                .iter()
+                .map(|(shape, names)| load_block(loader, *shape, *names))
+                .collect::<Result<Vec<_>, _>>()?,
+            projection: loader.conv(
+                &format!("conv2d_{}", layout.projection[0]),
+                [channels_in, HEAD_CHANNELS],
+                1,
+                1,
+                Padding::Valid,
+            )?,
+            projection_prelu: loader
+                .prelu(&format!("p_re_lu_{}", layout.projection[1]), HEAD_CHANNELS)?,
+            last_block: load_block(
+                loader,
+                block(HEAD_CHANNELS, HEAD_CHANNELS, 1),
+                layout.last_block,
+            )?,
+            output: loader.conv(
+                &format!("conv2d_{}", layout.output_conv),
+                [HEAD_CHANNELS, layout.outputs],
+                3,
+                3,
+                Padding::Valid,
+            )?,
+        })
+    }
+
+    /// `[N, 128, 6, 6]` -> `[N, outputs]`.
+    fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x = self.projection_prelu.forward(self.projection.forward(x));
+        let x = self.output.forward(self.last_block.forward(x));
+        let [batch, outputs, _, _] = x.dims();
+        x.reshape([batch, outputs])
+    }
+}
+
+fn load_block(
+    loader: &LayerLoader<'_>,
+    shape: BlockShape,
+    [depthwise, pointwise, prelu]: [usize; 3],
+) -> Result<ResidualBlock, WeightError> {
+    ResidualBlock::load(
+        loader,
+        shape,
+        BlockNames {
+            depthwise: &format!("depthwise_conv2d_{depthwise}"),
+            pointwise: &format!("conv2d_{pointwise}"),
+            prelu: Some(&format!("p_re_lu_{prelu}")),
+        },
+    )
+}

@@ -1,0 +1,148 @@
+//! MediaPipe's face networks as burn modules, built from MediaPipe's own weight files.
+
+pub mod description;
+pub mod detector;
+pub mod input;
+pub mod landmarks;
+pub mod layers;
+pub mod weights;
+
+use burn::module::Module;
+
+pub use description::{ModelDescription, ModelKind};
+pub use detector::{DetectorOutput, FaceDetector};
+pub use landmarks::{FaceLandmarker, LandmarkOutput};
+pub use weights::{WeightError, WeightFile, WeightSource};
+
+use crate::device::ComputeDevice;
+
+/// Where to read weights from, and whether to insist on MediaPipe's exact files.
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    pub weights: WeightSource,
+    pub verify_checksum: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            weights: WeightSource::Embedded,
+            verify_checksum: true,
+        }
+    }
+}
+
+/// The detector and the landmark model, loaded once onto one device.
+#[derive(Debug)]
+pub struct FaceModels {
+    pub device: ComputeDevice,
+    pub detector: FaceDetector,
+    pub landmarker: FaceLandmarker,
+}
+
+impl FaceModels {
+    pub fn load(device: ComputeDevice, options: &ModelOptions) -> Result<Self, WeightError> {
+        let weights = |kind| WeightFile::load(kind, &options.weights, options.verify_checksum);
+        let detector = FaceDetector::load(&weights(ModelKind::Detector)?, &device.device)?;
+        let landmarker = FaceLandmarker::load(&weights(ModelKind::Landmarks)?, &device.device)?;
+        Ok(Self {
+            device,
+            detector,
+            landmarker,
+        })
+    }
+
+    /// Parameters of the loaded burn module for `kind`, or None for a model not built yet.
+    pub fn parameter_count(&self, kind: ModelKind) -> Option<usize> {
+        match kind {
+            ModelKind::Detector => Some(self.detector.num_params()),
+            ModelKind::Landmarks => Some(self.landmarker.num_params()),
+            ModelKind::LandmarksWithAttention => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tflite::TfliteModel;
+
+    /// The burn modules hold exactly as many parameters as the files hold float constants: no
+    /// weight in a file is left unused, and no burn parameter is left at its initial value.
+    #[test]
+    fn every_weight_in_the_files_is_used() {
+        let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).unwrap();
+        for kind in [ModelKind::Detector, ModelKind::Landmarks] {
+            let in_file = TfliteModel::parse(kind.embedded_weights())
+                .unwrap()
+                .float_constant_count();
+            assert_eq!(models.parameter_count(kind), Some(in_file), "{kind:?}");
+        }
+    }
+
+    /// Writes `bytes` as the landmark model's weight file in a fresh directory.
+    fn directory_with_landmark_file(test: &str, bytes: &[u8]) -> ModelOptions {
+        let dir = std::env::temp_dir().join(format!("face-service-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = ModelKind::Landmarks.description().weights;
+        std::fs::write(dir.join(name), bytes).unwrap();
+        ModelOptions {
+            weights: WeightSource::Directory(dir),
+            verify_checksum: false,
+        }
+    }
+
+    fn load_landmarks(options: &ModelOptions) -> Result<FaceLandmarker, WeightError> {
+        let file = WeightFile::load(
+            ModelKind::Landmarks,
+            &options.weights,
+            options.verify_checksum,
+        )?;
+        FaceLandmarker::load(&file, &ComputeDevice::cpu().device)
+    }
+
+    #[test]
+    fn a_wrong_weight_file_is_refused_naming_the_file_and_the_tensor() {
+        // The detector's file where the landmark model's should be.
+        let mut options =
+            directory_with_landmark_file("wrong", ModelKind::Detector.embedded_weights());
+        let message = load_landmarks(&options).unwrap_err().to_string();
+        assert!(message.contains("face_landmark.tflite"), "{message}");
+        assert!(message.contains("tensor `"), "{message}");
+
+        options.verify_checksum = true;
+        let message = load_landmarks(&options).unwrap_err().to_string();
+        assert!(message.contains("face_landmark.tflite"), "{message}");
+        assert!(message.contains("sha256"), "{message}");
+    }
+
+    #[test]
+    fn a_damaged_weight_file_is_an_error_naming_the_file_and_the_tensor() {
+        let full = ModelKind::Landmarks.embedded_weights();
+        let damaged = crate::tflite::tests::with_damaged_tensor(full, "p_re_lu_7/Alpha");
+        let options = directory_with_landmark_file("damaged", &damaged);
+        let message = load_landmarks(&options).unwrap_err().to_string();
+        assert!(message.contains("face_landmark.tflite"), "{message}");
+        assert!(message.contains("tensor `p_re_lu_7/Alpha`"), "{message}");
+
+        // A truncated file loses its tensor table (stored at the end), so only the file and
+        // the damage can be named.
+        let options = directory_with_landmark_file("truncated", &full[..full.len() / 2]);
+        let message = load_landmarks(&options).unwrap_err().to_string();
+        assert!(message.contains("face_landmark.tflite"), "{message}");
+        assert!(message.contains("truncated or damaged"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_weight_file_is_an_error_naming_it() {
+        let options = ModelOptions {
+            weights: WeightSource::Directory("/nonexistent/weights".into()),
+            verify_checksum: true,
+        };
+        let message = load_landmarks(&options).unwrap_err().to_string();
+        assert!(
+            message.contains("/nonexistent/weights/face_landmark.tflite"),
+            "{message}"
+        );
+    }
+}
