@@ -1,0 +1,190 @@
+//! The `face-service` command: one binary for every way a person uses the service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::tensor::activation::sigmoid;
+use clap::{Parser, Subcommand, ValueEnum};
+use face_service::device::{ComputeDevice, DeviceRequest};
+use face_service::models::input::images_to_tensor;
+use face_service::models::{FaceModels, ModelKind, ModelOptions, WeightFile, WeightSource};
+use face_service::tflite::TfliteModel;
+use serde_json::json;
+
+/// Real-time face landmarks and liveness: MediaPipe FaceMesh as burn models on wgpu or the CPU.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// What the models run on: `auto` takes a hardware GPU if there is one, else the CPU.
+    #[arg(
+        long,
+        env = "FACE_SERVICE_DEVICE",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
+    device: DeviceRequest,
+
+    /// Read the `.tflite` weight files from this directory instead of the copies compiled in.
+    #[arg(long, env = "FACE_SERVICE_WEIGHTS_DIR", global = true)]
+    weights_dir: Option<PathBuf>,
+
+    /// Load weight files whose sha256 differs from MediaPipe 0.10.21's (e.g. a retrained model
+    /// of the same architecture).
+    #[arg(long, env = "FACE_SERVICE_SKIP_WEIGHT_CHECKSUM", global = true)]
+    skip_weight_checksum: bool,
+
+    /// Log filter, in `tracing` syntax (`info`, `face_service=debug`, ...).
+    #[arg(long, env = "FACE_SERVICE_LOG", default_value = "info", global = true)]
+    log_level: String,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "FACE_SERVICE_LOG_JSON", global = true)]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the models, their parameter counts, and the device in use.
+    Models,
+    /// Run one raw model on an image resized to its input size, and print the outputs as JSON.
+    Infer {
+        /// Which model.
+        #[arg(long, value_enum, default_value = "landmarks")]
+        model: RawModel,
+        /// The image (JPEG or PNG).
+        image: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RawModel {
+    Detector,
+    Landmarks,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_level, args.log_json);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+fn run(args: Args) -> Result<(), AnyError> {
+    let options = ModelOptions {
+        weights: args
+            .weights_dir
+            .clone()
+            .map_or(WeightSource::Embedded, WeightSource::Directory),
+        verify_checksum: !args.skip_weight_checksum,
+    };
+    let device = ComputeDevice::select(args.device)?;
+    let models = FaceModels::load(device, &options)?;
+    match args.command {
+        Command::Models => list_models(&models, &options),
+        Command::Infer { model, image } => infer(&models, model, &image),
+    }
+}
+
+fn list_models(models: &FaceModels, options: &ModelOptions) -> Result<(), AnyError> {
+    println!("device: {}", models.device.backend);
+    for kind in ModelKind::ALL {
+        let description = kind.description();
+        let file = WeightFile::load(kind, &options.weights, options.verify_checksum)?;
+        let in_file = TfliteModel::parse(&file.bytes)?.float_constant_count();
+        let loaded = match models.parameter_count(kind) {
+            Some(count) => format!("{count} parameters loaded"),
+            None => "not runnable yet (its custom ops come with the shaders work)".to_owned(),
+        };
+        println!(
+            "{:<26} {}x{} input, {} weights in {} ({}), {loaded}",
+            description.name,
+            description.input.width,
+            description.input.height,
+            in_file,
+            file.path.display(),
+            &description.sha256[..12],
+        );
+    }
+    Ok(())
+}
+
+fn infer(models: &FaceModels, model: RawModel, path: &PathBuf) -> Result<(), AnyError> {
+    let kind = match model {
+        RawModel::Detector => ModelKind::Detector,
+        RawModel::Landmarks => ModelKind::Landmarks,
+    };
+    let input = kind.description().input;
+    let image = image::open(path)?.to_rgb8();
+    // A plain resize (no letterbox, no face crop): this shows the raw model, not the pipeline.
+    let resized = image::imageops::resize(
+        &image,
+        input.width as u32,
+        input.height as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    let tensor = images_to_tensor(&[&resized], &input, &models.device.device)?;
+    let started = Instant::now();
+    let report = match model {
+        RawModel::Landmarks => {
+            let output = models.landmarker.forward(tensor);
+            let logit: f32 = output.face_presence.clone().into_scalar();
+            let presence: f32 = sigmoid(output.face_presence).into_scalar();
+            let points = output.landmarks.into_data().try_to_vec::<f32>()?;
+            json!({
+                "face_presence_logit": logit,
+                "face_presence": presence,
+                "landmarks": points.chunks(3).collect::<Vec<_>>(),
+            })
+        }
+        RawModel::Detector => {
+            let output = models.detector.forward(tensor);
+            let scores = output.scores.into_data().try_to_vec::<f32>()?;
+            let regressors = output.regressors.into_data().try_to_vec::<f32>()?;
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+            let best: Vec<_> = order
+                .iter()
+                .take(5)
+                .map(|&anchor| {
+                    json!({
+                        "anchor": anchor,
+                        "score_logit": scores[anchor],
+                        "regressors": &regressors[anchor * 16..anchor * 16 + 16],
+                    })
+                })
+                .collect();
+            json!({ "best_anchors": best })
+        }
+    };
+    let mut report = report;
+    report["model"] = json!(kind.description().name);
+    report["image"] = json!(path);
+    report["device"] = json!(models.device.backend.to_string());
+    report["input_size"] = json!([input.width, input.height]);
+    report["forward_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
+    println!("{report}");
+    Ok(())
+}
