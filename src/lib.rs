@@ -3,8 +3,10 @@
 //! The library holds everything the `face-service` binary is made of. Read it top-down:
 //! - [`device`]: the one place that picks the GPU (wgpu) or the CPU fallback (flex);
 //! - [`tflite`]: reading MediaPipe's `.tflite` weight files;
-//! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files.
+//! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files;
+//! - [`pipeline`]: the geometry around them (anchors, detections, regions of interest, crops).
 
 pub mod device;
 pub mod models;
+pub mod pipeline;
 pub mod tflite;
