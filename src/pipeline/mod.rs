@@ -1,8 +1,11 @@
 //! MediaPipe's FaceMesh pipeline around the two networks: anchors and detection decoding,
-//! regions of interest, and the crop that feeds the landmark model.
+//! regions of interest, the crop that feeds the landmark model, the two model stages on whole
+//! frames, and tracking from frame to frame.
 
 pub mod anchors;
 pub mod crop;
 pub mod detection;
+pub mod face_mesh;
 pub mod projection;
 pub mod roi;
+pub mod tracker;

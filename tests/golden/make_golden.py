@@ -18,6 +18,7 @@ Set up and regenerate (writes tests/golden/fixtures/):
     /var/tmp/mpvenv/bin/pip install -r tests/golden/requirements.txt
     /var/tmp/mpvenv/bin/python tests/golden/make_golden.py
 """
+import importlib.metadata
 import json
 import math
 import pathlib
@@ -40,8 +41,13 @@ def describe(model_toml):
 
 
 def normalize(image_u8, value_range):
-    """u8 RGB -> float32 in the model's range, the same arithmetic as the Rust side
-    (InputDescription::normalize): lo + (hi - lo) * (v / 255), all in float32."""
+    """u8 RGB -> float32 in the model's range: lo + (hi - lo) * (v / 255), all in float32.
+
+    This is the contract with the Rust side (InputDescription::normalize, which computes
+    `lo + (hi - lo) * (v as f32 / 255.0)` in f32): the same operations in the same order and
+    precision, so burn and TFLite see bit-identical inputs and the golden tolerances only
+    have to cover the models' own arithmetic. Keep the order (divide, then scale): for other
+    ranges v * (hi - lo) / 255 can round differently in the last bit."""
     lo, hi = (np.float32(v) for v in value_range)
     return lo + (hi - lo) * (image_u8.astype(np.float32) / np.float32(255.0))
 
@@ -65,11 +71,12 @@ def letterbox(image, out_size):
 
 def roi_from_landmarks(landmarks, w, h):
     """face_landmark_landmarks_to_roi.pbtxt: box of all landmarks, rotation from points 33 and
-    133, square on the long side in pixels, scaled by 1.5. Returns pixels."""
+    263 (the outer eye corners, as mediapipe 0.10.21 does), square on the long side in pixels,
+    scaled by 1.5. Returns pixels."""
     xs = np.array([p.x for p in landmarks]) * w
     ys = np.array([p.y for p in landmarks]) * h
     center = ((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2)
-    dx, dy = xs[133] - xs[33], ys[133] - ys[33]
+    dx, dy = xs[263] - xs[33], ys[263] - ys[33]
     rotation = -math.atan2(-dy, dx)
     rotation -= 2 * math.pi * math.floor((rotation + math.pi) / (2 * math.pi))
     side = max(xs.max() - xs.min(), ys.max() - ys.min()) * 1.5
@@ -134,7 +141,8 @@ def save_case(cases, name, model_toml, image_u8, source, roi=None):
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.iterdir():
-        old.unlink()
+        if old.is_file():  # face_mesh/ belongs to make_face_mesh_golden.py
+            old.unlink()
     astronaut = skimage.data.astronaut()
     frames = carphone_frames()
     size = {toml: describe(toml)["input"]["width"]
@@ -163,7 +171,7 @@ def main():
 
     manifest = {
         "generated_by": "tests/golden/make_golden.py",
-        "runtime": "ai-edge-litert (TFLite interpreter, XNNPACK, 1 thread)",
+        "runtime": f"ai-edge-litert {importlib.metadata.version('ai-edge-litert')}, XNNPACK, 1 thread",
         "mediapipe": mp.__version__,
         "cases": cases,
     }

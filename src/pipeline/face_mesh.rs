@@ -1,0 +1,190 @@
+//! The two model stages of FaceMesh on whole frames, batched: find faces with the detector, and
+//! read a face's 468 landmarks out of a region of interest. `tracker.rs` decides which stage
+//! each frame needs.
+
+use burn::tensor::Tensor;
+use image::RgbImage;
+
+use crate::models::description::{DecodingOptions, InputDescription, NonMaxSuppressionOptions};
+use crate::models::input::{InputError, images_to_tensor};
+use crate::models::{FaceModels, ModelKind};
+use crate::pipeline::anchors::{self, Anchor};
+use crate::pipeline::crop::{Border, PixelRect, crop};
+use crate::pipeline::detection::{Detection, decode, sigmoid, weighted_non_max_suppression};
+use crate::pipeline::projection::{detection_to_frame, landmarks_to_frame, letterbox};
+
+/// The thresholds of MediaPipe's `FaceMesh` solution, with its defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaceMeshOptions {
+    /// Faces to find and track per stream.
+    pub max_faces: usize,
+    /// Detector score (after sigmoid) from which a face counts as found.
+    pub min_detection_confidence: f32,
+    /// Face-presence probability below which a tracked face counts as lost.
+    pub min_tracking_confidence: f32,
+}
+
+impl Default for FaceMeshOptions {
+    fn default() -> Self {
+        Self {
+            max_faces: 1,
+            min_detection_confidence: 0.5,
+            min_tracking_confidence: 0.5,
+        }
+    }
+}
+
+/// One face's landmarks in frame pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceLandmarks {
+    /// Face-presence probability from the landmark model.
+    pub presence: f32,
+    /// 468 points: x, y in frame pixels, z in the same scale as x (smaller is nearer).
+    pub points: Vec<[f32; 3]>,
+}
+
+impl FaceLandmarks {
+    /// The box around the points, as (x, y, width, height) in pixels.
+    pub fn bounding_box(&self) -> [f32; 4] {
+        let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+        for &[x, y, _] in &self.points {
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+        }
+        [x0, y0, x1 - x0, y1 - y0]
+    }
+}
+
+/// The models plus everything derived from their descriptions once.
+pub struct FaceMesh<'m> {
+    models: &'m FaceModels,
+    anchors: Vec<Anchor>,
+    detector_input: InputDescription,
+    decoding: DecodingOptions,
+    suppression: NonMaxSuppressionOptions,
+    landmark_input: InputDescription,
+    options: FaceMeshOptions,
+}
+
+impl<'m> FaceMesh<'m> {
+    pub fn new(models: &'m FaceModels, options: FaceMeshOptions) -> Self {
+        let detector = ModelKind::Detector.description();
+        Self {
+            models,
+            anchors: anchors::generate(detector.anchors.as_ref().expect("detector has anchors")),
+            detector_input: detector.input,
+            decoding: detector.decoding.expect("detector has decoding options"),
+            suppression: detector
+                .non_max_suppression
+                .expect("detector has suppression options"),
+            landmark_input: ModelKind::Landmarks.description().input,
+            options,
+        }
+    }
+
+    pub fn options(&self) -> FaceMeshOptions {
+        self.options
+    }
+
+    /// Faces in each frame, best first, at most `max_faces`, in normalised frame coordinates.
+    pub fn detect(&self, frames: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, InputError> {
+        if frames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (width, height) = (
+            self.detector_input.width as u32,
+            self.detector_input.height as u32,
+        );
+        let boxes: Vec<PixelRect> = frames.iter().map(|f| letterbox(f.dimensions())).collect();
+        let inputs: Vec<RgbImage> = frames
+            .iter()
+            .zip(&boxes)
+            .map(|(frame, rect)| crop(frame, rect, width, height, Border::Zero))
+            .collect();
+        let output = self
+            .models
+            .detector
+            .forward(self.to_tensor(&inputs, &self.detector_input)?);
+        let regressors = rows(output.regressors);
+        let scores = rows(output.scores);
+        Ok(frames
+            .iter()
+            .enumerate()
+            .map(|(i, frame)| {
+                let found = decode(
+                    &regressors[i],
+                    &scores[i],
+                    &self.anchors,
+                    &self.decoding,
+                    self.options.min_detection_confidence,
+                );
+                weighted_non_max_suppression(found, &self.suppression)
+                    .into_iter()
+                    .take(self.options.max_faces)
+                    .map(|d| detection_to_frame(&d, &boxes[i], frame.dimensions()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The landmarks inside each (frame, region) pair, or None where the model says the region
+    /// holds no face (presence below `min_tracking_confidence`).
+    pub fn landmarks(
+        &self,
+        regions: &[(&RgbImage, PixelRect)],
+    ) -> Result<Vec<Option<FaceLandmarks>>, InputError> {
+        if regions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (width, height) = (
+            self.landmark_input.width as u32,
+            self.landmark_input.height as u32,
+        );
+        let inputs: Vec<RgbImage> = regions
+            .iter()
+            .map(|(frame, rect)| crop(frame, rect, width, height, Border::Replicate))
+            .collect();
+        let output = self
+            .models
+            .landmarker
+            .forward(self.to_tensor(&inputs, &self.landmark_input)?);
+        let points = rows(output.landmarks);
+        let presence = rows(output.face_presence);
+        let input_size = (self.landmark_input.width, self.landmark_input.height);
+        Ok(regions
+            .iter()
+            .enumerate()
+            .map(|(i, (_, rect))| {
+                let presence = sigmoid(presence[i][0]);
+                (presence >= self.options.min_tracking_confidence).then(|| FaceLandmarks {
+                    presence,
+                    points: landmarks_to_frame(&points[i], rect, input_size),
+                })
+            })
+            .collect())
+    }
+
+    fn to_tensor(
+        &self,
+        images: &[RgbImage],
+        input: &InputDescription,
+    ) -> Result<Tensor<4>, InputError> {
+        let refs: Vec<&RgbImage> = images.iter().collect();
+        images_to_tensor(&refs, input, &self.models.device.device)
+    }
+}
+
+/// A `[N, ...]` tensor read back as one flat row per batch item.
+fn rows<const D: usize>(tensor: Tensor<D>) -> Vec<Vec<f32>> {
+    let batch = tensor.dims()[0];
+    let values = tensor
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("model outputs are float32");
+    values
+        .chunks(values.len() / batch)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
