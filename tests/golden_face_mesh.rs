@@ -8,25 +8,22 @@
 //! is left is the pipeline's geometry, and a 1 px mean is well under the jitter of the
 //! landmarks themselves between consecutive frames of a still face.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use face_service::device::ComputeDevice;
 use face_service::models::{FaceModels, ModelOptions};
-use face_service::pipeline::crop::{Border, PixelRect, crop};
+use face_service::pipeline::crop::{Border, PixelRect, crop, resize};
 use face_service::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
 use image::RgbImage;
 use serde::Deserialize;
 
+use common::{fixtures, manifest_cases, read_f32};
+
 const MEAN_TOLERANCE_PX: f32 = 1.0;
 const WORST_TOLERANCE_PX: f32 = 4.0;
 const CARPHONE: (u32, u32) = (176, 144);
 const UPSCALED: (u32, u32) = (640, 480);
-
-#[derive(Deserialize)]
-struct Manifest {
-    cases: Vec<Case>,
-}
 
 #[derive(Deserialize)]
 struct Case {
@@ -36,23 +33,16 @@ struct Case {
     landmarks: String,
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fixtures")
-}
-
 fn case(name: &str) -> Case {
-    let path = fixtures().join("face_mesh/manifest.json");
-    let manifest: Manifest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    manifest.cases.into_iter().find(|c| c.name == name).unwrap()
+    manifest_cases::<Case>("face_mesh/manifest.json")
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap()
 }
 
 /// MediaPipe's landmarks, one `Vec` of 468 points per face found, in frame order.
 fn expected_faces(case: &Case) -> Vec<Vec<[f32; 3]>> {
-    let bytes = std::fs::read(fixtures().join("face_mesh").join(&case.landmarks)).unwrap();
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let values = read_f32(&fixtures().join("face_mesh").join(&case.landmarks));
     values
         .chunks_exact(468 * 3)
         .map(|face| face.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
@@ -65,19 +55,12 @@ fn carphone_frames() -> Vec<RgbImage> {
     let strip = image::open(fixtures().join("face_mesh/carphone_176x144.png"))
         .unwrap()
         .to_rgb8();
-    let whole = PixelRect {
-        x_center: CARPHONE.0 as f32 / 2.0,
-        y_center: CARPHONE.1 as f32 / 2.0,
-        width: CARPHONE.0 as f32,
-        height: CARPHONE.1 as f32,
-        rotation: 0.0,
-    };
     (0..strip.height() / CARPHONE.1)
         .map(|i| {
             let frame =
                 image::imageops::crop_imm(&strip, 0, i * CARPHONE.1, CARPHONE.0, CARPHONE.1)
                     .to_image();
-            crop(&frame, &whole, UPSCALED.0, UPSCALED.1, Border::Replicate)
+            resize(&frame, UPSCALED.0, UPSCALED.1)
         })
         .collect()
 }
@@ -190,17 +173,11 @@ fn the_cpu_crop_equals_mediapipes_opencv_warp() {
         height: f32,
         rotation: f32,
     }
-    #[derive(Deserialize)]
-    struct ModelManifest {
-        cases: Vec<ModelCase>,
-    }
-    let manifest: ModelManifest =
-        serde_json::from_slice(&std::fs::read(fixtures().join("manifest.json")).unwrap()).unwrap();
     let strip = image::open(fixtures().join("face_mesh/carphone_176x144.png"))
         .unwrap()
         .to_rgb8();
     let mut checked = 0;
-    for case in manifest.cases {
+    for case in manifest_cases::<ModelCase>("manifest.json") {
         let Some(roi) = case.roi else { continue };
         let source = match case.name.strip_prefix("carphone_") {
             Some(rest) => {

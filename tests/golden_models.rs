@@ -18,14 +18,15 @@
 //! - logits (face presence, detection scores): 0.005, under 0.13% of probability at the 0.5
 //!   decision threshold, where the sigmoid is steepest.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::Tensor;
 use face_service::device::{Backend, ComputeDevice};
 use face_service::models::input::images_to_tensor;
-use face_service::models::{FaceModels, ModelKind, ModelOptions};
+use face_service::models::{FaceModels, ModelKind, ModelOptions, rows_per_item};
 use image::RgbImage;
 use serde::Deserialize;
+
+use common::{fixtures, manifest_cases, read_f32};
 
 const LANDMARK_TOLERANCE_PX: f32 = 0.005;
 const DETECTOR_TOLERANCE_PX: f32 = 0.005;
@@ -33,11 +34,6 @@ const LOGIT_TOLERANCE: f32 = 0.005;
 /// A batch and the same items run one by one go through the same arithmetic on the same
 /// backend; only kernel tiling may differ.
 const BATCH_TOLERANCE: f32 = 1e-3;
-
-#[derive(Deserialize)]
-struct Manifest {
-    cases: Vec<Case>,
-}
 
 #[derive(Deserialize)]
 struct Case {
@@ -53,16 +49,9 @@ struct OutputFile {
     shape: Vec<usize>,
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fixtures")
-}
-
 fn cases(kind: ModelKind) -> Vec<Case> {
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(fixtures().join("manifest.json")).unwrap()).unwrap();
     let name = kind.description().name;
-    let cases: Vec<Case> = manifest
-        .cases
+    let cases: Vec<Case> = manifest_cases::<Case>("manifest.json")
         .into_iter()
         .filter(|c| c.model == name)
         .collect();
@@ -76,11 +65,7 @@ fn input_image(case: &Case) -> RgbImage {
 
 fn expected(case: &Case, output: &str) -> Vec<f32> {
     let file = &case.outputs[output];
-    let bytes = std::fs::read(fixtures().join(&file.file)).unwrap();
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let values = read_f32(&fixtures().join(&file.file));
     assert_eq!(
         values.len(),
         file.shape.iter().product::<usize>(),
@@ -88,16 +73,6 @@ fn expected(case: &Case, output: &str) -> Vec<f32> {
         file.file
     );
     values
-}
-
-/// Rows of a `[N, ...]` tensor, flattened per batch item.
-fn rows<const D: usize>(tensor: Tensor<D>) -> Vec<Vec<f32>> {
-    let batch = tensor.dims()[0];
-    let values = tensor.into_data().try_to_vec::<f32>().unwrap();
-    values
-        .chunks(values.len() / batch)
-        .map(<[f32]>::to_vec)
-        .collect()
 }
 
 fn max_difference(actual: &[f32], expected: &[f32]) -> f32 {
@@ -131,11 +106,17 @@ fn run(models: &FaceModels, kind: ModelKind, images: &[RgbImage]) -> Outputs {
     match kind {
         ModelKind::Detector => {
             let output = models.detector.forward(input);
-            (rows(output.regressors), rows(output.scores))
+            (
+                rows_per_item(output.regressors),
+                rows_per_item(output.scores),
+            )
         }
         ModelKind::Landmarks => {
             let output = models.landmarker.forward(input);
-            (rows(output.landmarks), rows(output.face_presence))
+            (
+                rows_per_item(output.landmarks),
+                rows_per_item(output.face_presence),
+            )
         }
         ModelKind::LandmarksWithAttention => unreachable!("not built yet"),
     }

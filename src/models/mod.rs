@@ -8,6 +8,7 @@ pub mod layers;
 pub mod weights;
 
 use burn::module::Module;
+use burn::tensor::Tensor;
 
 pub use description::{ModelDescription, ModelKind};
 pub use detector::{DetectorOutput, FaceDetector};
@@ -60,6 +61,19 @@ impl FaceModels {
             ModelKind::LandmarksWithAttention => None,
         }
     }
+}
+
+/// A model output `[N, ...]` read back to the host as one flat row per batch item.
+pub fn rows_per_item<const D: usize>(tensor: Tensor<D>) -> Vec<Vec<f32>> {
+    let batch = tensor.dims()[0];
+    let values = tensor
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("model outputs are float32");
+    values
+        .chunks(values.len() / batch.max(1))
+        .map(<[f32]>::to_vec)
+        .collect()
 }
 
 #[cfg(test)]

@@ -115,6 +115,18 @@ pub fn crop(
     out
 }
 
+/// The whole frame scaled to `width` x `height` with the same sampler (corners onto corners).
+pub fn resize(frame: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let whole = PixelRect {
+        x_center: frame.width() as f32 / 2.0,
+        y_center: frame.height() as f32 / 2.0,
+        width: frame.width() as f32,
+        height: frame.height() as f32,
+        rotation: 0.0,
+    };
+    crop(frame, &whole, width, height, Border::Replicate)
+}
+
 /// The four bilinear weights in 15-bit fixed point for a position `fx`, `fy` (in 1/32 pixel)
 /// past the top-left tap. With 32 steps they are exact integers that sum to one, as OpenCV's
 /// table holds them.

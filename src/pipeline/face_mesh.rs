@@ -7,7 +7,7 @@ use image::RgbImage;
 
 use crate::models::description::{DecodingOptions, InputDescription, NonMaxSuppressionOptions};
 use crate::models::input::{InputError, images_to_tensor};
-use crate::models::{FaceModels, ModelKind};
+use crate::models::{FaceModels, ModelKind, rows_per_item};
 use crate::pipeline::anchors::{self, Anchor};
 use crate::pipeline::crop::{Border, PixelRect, crop};
 use crate::pipeline::detection::{Detection, decode, sigmoid, weighted_non_max_suppression};
@@ -107,8 +107,8 @@ impl<'m> FaceMesh<'m> {
             .models
             .detector
             .forward(self.to_tensor(&inputs, &self.detector_input)?);
-        let regressors = rows(output.regressors);
-        let scores = rows(output.scores);
+        let regressors = rows_per_item(output.regressors);
+        let scores = rows_per_item(output.scores);
         Ok(frames
             .iter()
             .enumerate()
@@ -150,8 +150,8 @@ impl<'m> FaceMesh<'m> {
             .models
             .landmarker
             .forward(self.to_tensor(&inputs, &self.landmark_input)?);
-        let points = rows(output.landmarks);
-        let presence = rows(output.face_presence);
+        let points = rows_per_item(output.landmarks);
+        let presence = rows_per_item(output.face_presence);
         let input_size = (self.landmark_input.width, self.landmark_input.height);
         Ok(regions
             .iter()
@@ -174,17 +174,4 @@ impl<'m> FaceMesh<'m> {
         let refs: Vec<&RgbImage> = images.iter().collect();
         images_to_tensor(&refs, input, &self.models.device.device)
     }
-}
-
-/// A `[N, ...]` tensor read back as one flat row per batch item.
-fn rows<const D: usize>(tensor: Tensor<D>) -> Vec<Vec<f32>> {
-    let batch = tensor.dims()[0];
-    let values = tensor
-        .into_data()
-        .try_to_vec::<f32>()
-        .expect("model outputs are float32");
-    values
-        .chunks(values.len() / batch)
-        .map(<[f32]>::to_vec)
-        .collect()
 }

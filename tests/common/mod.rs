@@ -1,0 +1,33 @@
+//! What the golden tests share: where the fixtures are, and how they store numbers.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// `tests/golden/fixtures/`, made by the scripts in `tests/golden/`.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fixtures")
+}
+
+/// A fixture of raw little-endian float32 values (numpy's `<f4`).
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect()
+}
+
+/// The `cases` of a fixtures manifest (`manifest.json` below `fixtures()`), each test file
+/// reading the fields it needs.
+pub fn manifest_cases<C: DeserializeOwned>(relative: &str) -> Vec<C> {
+    #[derive(Deserialize)]
+    #[serde(bound = "C: DeserializeOwned")]
+    struct Manifest<C> {
+        cases: Vec<C>,
+    }
+    let path = fixtures().join(relative);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice::<Manifest<C>>(&bytes).unwrap().cases
+}
