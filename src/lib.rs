@@ -4,9 +4,12 @@
 //! - [`device`]: the one place that picks the GPU (wgpu) or the CPU fallback (flex);
 //! - [`tflite`]: reading MediaPipe's `.tflite` weight files;
 //! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files;
-//! - [`pipeline`]: the geometry around them (anchors, detections, regions of interest, crops).
+//! - [`pipeline`]: FaceMesh around them: detections, regions of interest, crops, tracking;
+//! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found.
 
 pub mod device;
+pub mod frame;
 pub mod models;
+pub mod overlay;
 pub mod pipeline;
 pub mod tflite;

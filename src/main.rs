@@ -1,14 +1,18 @@
 //! The `face-service` command: one binary for every way a person uses the service.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::activation::sigmoid;
 use clap::{Parser, Subcommand, ValueEnum};
 use face_service::device::{ComputeDevice, DeviceRequest};
+use face_service::frame;
 use face_service::models::input::images_to_tensor;
 use face_service::models::{FaceModels, ModelKind, ModelOptions, WeightFile, WeightSource};
+use face_service::overlay::draw_faces;
+use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
+use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
 use face_service::tflite::TfliteModel;
 use serde_json::json;
 
@@ -51,6 +55,29 @@ struct Args {
 enum Command {
     /// List the models, their parameter counts, and the device in use.
     Models,
+    /// Find face meshes in images and print one JSON line per image, in image pixels.
+    Analyze {
+        /// Faces to find per image (the seed runs one).
+        #[arg(long, default_value_t = 1)]
+        max_faces: usize,
+        /// Treat every image on its own, running the detector on each (the default).
+        #[arg(long, conflicts_with = "video")]
+        r#static: bool,
+        /// Treat the images as consecutive frames of one stream: track faces from frame to
+        /// frame, running the detector only when a face is missing.
+        #[arg(long)]
+        video: bool,
+        /// 478 points with irises (MediaPipe's attention model).
+        #[arg(long)]
+        refine: bool,
+        /// Draw the landmarks and box over each image into this PNG (with several images,
+        /// `-N` is added before the extension).
+        #[arg(long)]
+        overlay: Option<PathBuf>,
+        /// The images (JPEG or PNG).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Run one raw model on an image resized to its input size, and print the outputs as JSON.
     Infer {
         /// Which model.
@@ -105,6 +132,28 @@ fn run(args: Args) -> Result<(), AnyError> {
     match args.command {
         Command::Models => list_models(&models, &options),
         Command::Infer { model, image } => infer(&models, model, &image),
+        Command::Analyze {
+            max_faces,
+            r#static: _,
+            video,
+            refine,
+            overlay,
+            images,
+        } => {
+            if refine {
+                return Err(
+                    "--refine needs MediaPipe's attention model (478 points with irises), \
+                            which face-service does not run yet"
+                        .into(),
+                );
+            }
+            let mode = if video {
+                TrackingMode::Video
+            } else {
+                TrackingMode::Static
+            };
+            analyze(&models, max_faces, mode, overlay.as_deref(), &images)
+        }
     }
 }
 
@@ -129,6 +178,79 @@ fn list_models(models: &FaceModels, options: &ModelOptions) -> Result<(), AnyErr
         );
     }
     Ok(())
+}
+
+/// Prints one JSON line per image; an image that cannot be read gets a line with its error,
+/// and the command fails at the end if any did.
+fn analyze(
+    models: &FaceModels,
+    max_faces: usize,
+    mode: TrackingMode,
+    overlay: Option<&Path>,
+    images: &[PathBuf],
+) -> Result<(), AnyError> {
+    let options = FaceMeshOptions {
+        max_faces,
+        ..FaceMeshOptions::default()
+    };
+    let mesh = FaceMesh::new(models, options);
+    let mut tracker = FaceTracker::new(mode);
+    let mut failures = 0;
+    for (index, path) in images.iter().enumerate() {
+        let frame = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                frame::decode(&bytes, frame::DEFAULT_MAX_SIDE).map_err(|e| e.to_string())
+            });
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => {
+                failures += 1;
+                println!("{}", json!({ "image": path, "error": error }));
+                continue;
+            }
+        };
+        let faces = tracker.process(&mesh, &frame)?;
+        let described: Vec<_> = faces
+            .iter()
+            .map(|face| {
+                json!({
+                    "score": face.presence,
+                    "bbox": face.bounding_box(),
+                    "landmarks": face.points,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "image": path, "width": frame.width(), "height": frame.height(), "faces": described })
+        );
+        if let Some(overlay) = overlay {
+            let target = numbered(overlay, index, images.len());
+            draw_faces(&frame, &faces).save(&target)?;
+        }
+    }
+    tracing::info!(
+        detector_runs = tracker.detector_runs(),
+        images = images.len(),
+        "analyzed"
+    );
+    match failures {
+        0 => Ok(()),
+        n => Err(format!("{n} of {} images could not be read", images.len()).into()),
+    }
+}
+
+/// `out.png` for a single image, `out-3.png` for the third of several.
+fn numbered(path: &Path, index: usize, count: usize) -> PathBuf {
+    if count == 1 {
+        return path.to_owned();
+    }
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let extension = path
+        .extension()
+        .map_or("png".into(), |e| e.to_string_lossy());
+    path.with_file_name(format!("{stem}-{}.{extension}", index + 1))
 }
 
 fn infer(models: &FaceModels, model: RawModel, path: &PathBuf) -> Result<(), AnyError> {
