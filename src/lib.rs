@@ -5,6 +5,7 @@
 //! - [`tflite`]: reading MediaPipe's `.tflite` weight files;
 //! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files;
 //! - [`pipeline`]: FaceMesh around them: detections, regions of interest, crops, tracking;
+//! - [`scheduler`]: batching frames from many sessions for the device;
 //! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found.
 
 pub mod device;
@@ -12,4 +13,5 @@ pub mod frame;
 pub mod models;
 pub mod overlay;
 pub mod pipeline;
+pub mod scheduler;
 pub mod tflite;
