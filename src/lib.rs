@@ -5,11 +5,13 @@
 //! - [`tflite`]: reading MediaPipe's `.tflite` weight files;
 //! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files;
 //! - [`pipeline`]: FaceMesh around them: detections, regions of interest, crops, tracking;
+//! - [`gpu`]: launching the WGSL shaders in `shaders/` (each has a CPU twin);
 //! - [`scheduler`]: batching frames from many sessions for the device;
 //! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found.
 
 pub mod device;
 pub mod frame;
+pub mod gpu;
 pub mod models;
 pub mod overlay;
 pub mod pipeline;

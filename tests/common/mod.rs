@@ -1,5 +1,8 @@
 //! What the golden tests share: where the fixtures are, and how they store numbers.
 
+// Each test binary compiles this module and uses part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
