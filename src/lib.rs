@@ -6,12 +6,14 @@
 //! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files;
 //! - [`pipeline`]: FaceMesh around them: detections, regions of interest, crops, tracking;
 //! - [`gpu`]: launching the WGSL shaders in `shaders/` (each has a CPU twin);
+//! - [`liveness`]: the seed's liveness indicators (eye and mouth ratios, blinks, motion);
 //! - [`scheduler`]: batching frames from many sessions for the device;
 //! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found.
 
 pub mod device;
 pub mod frame;
 pub mod gpu;
+pub mod liveness;
 pub mod models;
 pub mod overlay;
 pub mod pipeline;

@@ -11,6 +11,8 @@
 mod common;
 
 use face_service::device::ComputeDevice;
+use face_service::liveness::blinks::{BlinkCounter, BlinkRules};
+use face_service::liveness::indicators::mean_eye_aspect_ratio;
 use face_service::models::{FaceModels, ModelOptions};
 use face_service::pipeline::crop::{Border, PixelRect, crop, resize};
 use face_service::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
@@ -180,6 +182,33 @@ fn video_mode_tracks_like_mediapipe_detecting_once_on_cpu() {
     // MediaPipe kept the face in every frame, so it detected once; so must we.
     assert!(case.faces_per_frame.iter().all(|&n| n == 1));
     assert_eq!(tracker.detector_runs(), 1);
+}
+
+/// The seed counts blinks on MediaPipe's landmarks; on ours it must count the same blinks on
+/// the same frames.
+#[test]
+fn blinks_on_the_carphone_clip_match_those_on_mediapipes_landmarks() {
+    let models = cpu_models();
+    let mesh = FaceMesh::new(&models, FaceMeshOptions::default());
+    let mut tracker = FaceTracker::new(TrackingMode::Video);
+    let mut ours = BlinkCounter::new(BlinkRules::default());
+    let mut theirs = BlinkCounter::new(BlinkRules::default());
+    let expected = expected_faces(&case("carphone_video"));
+    for (index, frame) in carphone_frames().iter().enumerate() {
+        let found = tracker.process(&mesh, frame).unwrap();
+        let our_update = ours.update(mean_eye_aspect_ratio(&found[0].points));
+        let their_update = theirs.update(mean_eye_aspect_ratio(&expected[index]));
+        assert_eq!(
+            our_update.eyes_closed, their_update.eyes_closed,
+            "frame {index}"
+        );
+        assert_eq!(
+            our_update.blink_completed, their_update.blink_completed,
+            "frame {index}"
+        );
+    }
+    eprintln!("carphone: {} blinks on both", ours.blinks());
+    assert_eq!(ours.blinks(), theirs.blinks());
 }
 
 #[test]
