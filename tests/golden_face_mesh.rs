@@ -16,7 +16,7 @@ use face_service::liveness::indicators::mean_eye_aspect_ratio;
 use face_service::models::{FaceModels, ModelOptions};
 use face_service::pipeline::crop::{Border, PixelRect, crop, resize};
 use face_service::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
-use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
+use face_service::pipeline::tracker::{FaceTracker, TrackingMode, process_batch};
 use image::RgbImage;
 use serde::Deserialize;
 
@@ -182,6 +182,40 @@ fn video_mode_tracks_like_mediapipe_detecting_once_on_cpu() {
     // MediaPipe kept the face in every frame, so it detected once; so must we.
     assert!(case.faces_per_frame.iter().all(|&n| n == 1));
     assert_eq!(tracker.detector_runs(), 1);
+}
+
+/// Streams processed together (one detector batch, one landmark batch per step) give what
+/// each gives alone: batching across sessions changes nothing in the answers.
+#[test]
+fn streams_batched_together_match_streams_run_alone() {
+    let models = cpu_models();
+    let mesh = FaceMesh::new(&models, FaceMeshOptions::default());
+    let carphone = carphone_frames();
+    let astronaut = astronaut().remove(0);
+    let (mut video, mut photo) = (
+        FaceTracker::new(TrackingMode::Video),
+        FaceTracker::new(TrackingMode::Static),
+    );
+    let (mut video_alone, mut photo_alone) = (
+        FaceTracker::new(TrackingMode::Video),
+        FaceTracker::new(TrackingMode::Static),
+    );
+    for frame in &carphone[..20] {
+        let together =
+            process_batch(&mesh, &mut [(&mut video, frame), (&mut photo, &astronaut)]).unwrap();
+        let alone = [
+            video_alone.process(&mesh, frame).unwrap(),
+            photo_alone.process(&mesh, &astronaut).unwrap(),
+        ];
+        for (batched, single) in together.iter().zip(&alone) {
+            assert_eq!(batched.len(), single.len());
+            for (a, b) in batched.iter().zip(single) {
+                let (mean, worst) = errors(a, &b.points);
+                assert!(worst < 1e-3, "mean {mean}, worst {worst}");
+            }
+        }
+    }
+    assert_eq!((video.detector_runs(), photo.detector_runs()), (1, 20));
 }
 
 /// The seed counts blinks on MediaPipe's landmarks; on ours it must count the same blinks on

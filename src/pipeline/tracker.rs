@@ -51,44 +51,85 @@ impl FaceTracker {
         mesh: &FaceMesh<'_>,
         frame: &RgbImage,
     ) -> Result<Vec<FaceLandmarks>, InputError> {
-        let size = frame.dimensions();
-        let mut regions = match self.mode {
+        Ok(process_batch(mesh, &mut [(self, frame)])?.remove(0))
+    }
+
+    /// This frame's regions: the tracked ones (in video mode); and whether the detector must
+    /// look for more.
+    fn regions_to_search(&mut self, max_faces: usize) -> (Vec<Roi>, bool) {
+        let regions = match self.mode {
             TrackingMode::Video => std::mem::take(&mut self.tracked),
             TrackingMode::Static => Vec::new(),
         };
-        if regions.len() < mesh.options().max_faces {
-            self.detector_runs += 1;
-            let detections = mesh.detect(&[frame])?.pop().unwrap_or_default();
-            for detection in &detections {
-                let region = Roi::from_detection(detection, size, RoiOptions::default());
-                // A tracked face wins over a fresh detection of the same face.
-                if !regions
-                    .iter()
-                    .any(|tracked| iou(tracked, &region) > SAME_FACE_IOU)
-                {
-                    regions.push(region);
-                }
-            }
-        }
-        let crops: Vec<_> = regions
-            .iter()
-            .map(|roi| (frame, roi_to_pixels(roi, size)))
-            .collect();
-        let faces: Vec<FaceLandmarks> = mesh.landmarks(&crops)?.into_iter().flatten().collect();
-        let (width, height) = (size.0 as f32, size.1 as f32);
+        let needs_detection = regions.len() < max_faces;
+        (regions, needs_detection)
+    }
+
+    /// Remembers where this frame's faces are, for the next frame.
+    fn track(&mut self, faces: &[FaceLandmarks], (width, height): (u32, u32)) {
         self.tracked = faces
             .iter()
             .map(|face| {
                 let normalized: Vec<[f32; 2]> = face
                     .points
                     .iter()
-                    .map(|p| [p[0] / width, p[1] / height])
+                    .map(|p| [p[0] / width as f32, p[1] / height as f32])
                     .collect();
-                Roi::from_landmarks(&normalized, size, RoiOptions::default())
+                Roi::from_landmarks(&normalized, (width, height), RoiOptions::default())
             })
             .collect();
-        Ok(faces)
     }
+}
+
+/// One frame for each of several streams, in two device batches: the detector over the
+/// frames that need it, then the landmark model over every region of every frame. This is
+/// how frames from many sessions share a dispatch.
+pub fn process_batch(
+    mesh: &FaceMesh<'_>,
+    streams: &mut [(&mut FaceTracker, &RgbImage)],
+) -> Result<Vec<Vec<FaceLandmarks>>, InputError> {
+    let max_faces = mesh.options().max_faces;
+    let mut regions: Vec<Vec<Roi>> = Vec::with_capacity(streams.len());
+    let mut to_detect = Vec::new();
+    for (index, (tracker, _)) in streams.iter_mut().enumerate() {
+        let (tracked, needs_detection) = tracker.regions_to_search(max_faces);
+        regions.push(tracked);
+        if needs_detection {
+            tracker.detector_runs += 1;
+            to_detect.push(index);
+        }
+    }
+    let frames: Vec<&RgbImage> = to_detect.iter().map(|&i| streams[i].1).collect();
+    for (&index, detections) in to_detect.iter().zip(mesh.detect(&frames)?) {
+        let size = streams[index].1.dimensions();
+        for detection in &detections {
+            let region = Roi::from_detection(detection, size, RoiOptions::default());
+            // A tracked face wins over a fresh detection of the same face.
+            if !regions[index]
+                .iter()
+                .any(|tracked| iou(tracked, &region) > SAME_FACE_IOU)
+            {
+                regions[index].push(region);
+            }
+        }
+    }
+    let crops: Vec<_> = streams
+        .iter()
+        .zip(&regions)
+        .flat_map(|((_, frame), rois)| {
+            let size = frame.dimensions();
+            rois.iter()
+                .map(move |roi| (*frame, roi_to_pixels(roi, size)))
+        })
+        .collect();
+    let mut landmarks = mesh.landmarks(&crops)?.into_iter();
+    let mut results = Vec::with_capacity(streams.len());
+    for ((tracker, frame), rois) in streams.iter_mut().zip(&regions) {
+        let faces: Vec<FaceLandmarks> = landmarks.by_ref().take(rois.len()).flatten().collect();
+        tracker.track(&faces, frame.dimensions());
+        results.push(faces);
+    }
+    Ok(results)
 }
 
 /// IoU of two regions' axis-aligned boxes (rotation ignored, as MediaPipe's association does).
