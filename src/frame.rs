@@ -32,6 +32,13 @@ pub fn decode(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameError> {
         .with_guessed_format()
         .map_err(|e| FrameError::Damaged(e.to_string()))?;
     match reader.format() {
+        // The JPEG decoder fills a cut-off image with grey rather than failing; a complete JPEG
+        // ends with the end-of-image marker.
+        Some(image::ImageFormat::Jpeg) if !bytes.ends_with(&[0xFF, 0xD9]) => {
+            return Err(FrameError::Damaged(
+                "truncated JPEG: no end-of-image marker".into(),
+            ));
+        }
         Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => {}
         _ => return Err(FrameError::NotAnImage),
     }
@@ -97,10 +104,12 @@ mod tests {
             RgbImage::from_pixel(64, 64, image::Rgb([9, 9, 9])).into(),
             ImageFormat::Jpeg,
         );
-        assert!(matches!(
-            decode(&jpeg[..jpeg.len() / 2], DEFAULT_MAX_SIDE),
-            Err(FrameError::Damaged(_))
-        ));
+        for cut in [jpeg.len() / 3, jpeg.len() / 2, jpeg.len() - 1] {
+            assert!(matches!(
+                decode(&jpeg[..cut], DEFAULT_MAX_SIDE),
+                Err(FrameError::Damaged(_))
+            ));
+        }
     }
 
     #[test]
