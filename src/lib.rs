@@ -8,6 +8,7 @@
 //! - [`gpu`]: launching the WGSL shaders in `shaders/` (each has a CPU twin);
 //! - [`liveness`]: the seed's liveness indicators (eye and mouth ratios, blinks, motion);
 //! - [`scheduler`]: batching frames from many sessions for the device;
+//! - [`server`]: `face-service serve`, the seed's WebSocket protocol over axum;
 //! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found.
 
 pub mod device;
@@ -18,4 +19,5 @@ pub mod models;
 pub mod overlay;
 pub mod pipeline;
 pub mod scheduler;
+pub mod server;
 pub mod tflite;

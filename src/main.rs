@@ -13,6 +13,7 @@ use face_service::models::{FaceModels, ModelKind, ModelOptions, WeightFile, Weig
 use face_service::overlay::draw_faces;
 use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
+use face_service::server::{self, ServeConfig};
 use face_service::tflite::TfliteModel;
 use serde_json::json;
 
@@ -53,6 +54,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the seed's WebSocket protocol (the drop-in replacement for its gunicorn deployment).
+    Serve(ServeConfig),
     /// List the models, their parameter counts, and the device in use.
     Models,
     /// Find face meshes in images and print one JSON line per image, in image pixels.
@@ -130,6 +133,7 @@ fn run(args: Args) -> Result<(), AnyError> {
     let device = ComputeDevice::select(args.device)?;
     let models = FaceModels::load(device, &options)?;
     match args.command {
+        Command::Serve(config) => serve(config, models),
         Command::Models => list_models(&models, &options),
         Command::Infer { model, image } => infer(&models, model, &image),
         Command::Analyze {
@@ -154,6 +158,27 @@ fn run(args: Args) -> Result<(), AnyError> {
             };
             analyze(&models, max_faces, mode, overlay.as_deref(), &images)
         }
+    }
+}
+
+fn serve(config: ServeConfig, models: FaceModels) -> Result<(), AnyError> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = server::start(config, models).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down: closing sessions with 1001");
+        running.shut_down().await?;
+        Ok(())
+    })
+}
+
+/// SIGTERM (systemd, Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }
 

@@ -41,9 +41,9 @@ pub enum DropReason {
     SessionClosed,
 }
 
-/// The queue is full: answer the client "overloaded" (503) now.
+/// The queue is full: answer the client "overloaded" (503) now. Carries the refused item back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueFull;
+pub struct QueueFull<T>(pub T);
 
 /// What the device worker should do now.
 #[derive(Debug, PartialEq)]
@@ -86,9 +86,9 @@ impl<T> BatchQueue<T> {
         session: SessionId,
         now: Instant,
         deadline: Instant,
-    ) -> Result<(), QueueFull> {
+    ) -> Result<(), QueueFull<T>> {
         if self.waiting.len() >= self.limits.capacity {
-            return Err(QueueFull);
+            return Err(QueueFull(item));
         }
         self.waiting.push_back(Waiting {
             item,
@@ -104,12 +104,12 @@ impl<T> BatchQueue<T> {
     pub fn next_batch(
         &mut self,
         now: Instant,
-        session_is_open: impl Fn(SessionId) -> bool,
+        session_is_open: impl Fn(&Waiting<T>) -> bool,
         dropped: &mut Vec<(Waiting<T>, DropReason)>,
     ) -> Next<T> {
         let mut kept = VecDeque::with_capacity(self.waiting.len());
         for waiting in self.waiting.drain(..) {
-            if !session_is_open(waiting.session) {
+            if !session_is_open(&waiting) {
                 dropped.push((waiting, DropReason::SessionClosed));
             } else if waiting.deadline <= now {
                 dropped.push((waiting, DropReason::DeadlinePassed));
@@ -207,7 +207,7 @@ mod tests {
         q.push("fine", 3, t0, t0 + 100 * MS).unwrap();
         let mut dropped = Vec::new();
         assert_eq!(
-            items(q.next_batch(t0 + 2 * MS, |session| session != 2, &mut dropped)),
+            items(q.next_batch(t0 + 2 * MS, |w| w.session != 2, &mut dropped)),
             ["fine"]
         );
         let reasons: Vec<_> = dropped.iter().map(|(w, why)| (w.item, *why)).collect();
@@ -226,7 +226,7 @@ mod tests {
         let mut q = queue(8, 5, 2);
         q.push("a", 1, t0, t0 + MS).unwrap();
         q.push("b", 1, t0, t0 + MS).unwrap();
-        assert_eq!(q.push("c", 1, t0, t0 + MS), Err(QueueFull));
+        assert_eq!(q.push("c", 1, t0, t0 + MS), Err(QueueFull("c")));
         assert_eq!(q.len(), 2);
     }
 

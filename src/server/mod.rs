@@ -1,0 +1,198 @@
+//! `face-service serve`: the seed's WebSocket protocol over axum, feeding one device worker
+//! that batches frames from every session.
+
+pub mod protocol;
+pub mod session;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::models::FaceModels;
+use crate::pipeline::face_mesh::FaceMeshOptions;
+use crate::scheduler::queue::QueueLimits;
+use crate::server::protocol::{close, token_is_well_formed};
+use crate::server::worker::WorkerHandle;
+
+/// How the server runs. Every field is a flag and an environment variable; the doc comments
+/// are the `--help` text.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on (the seed's port).
+    #[arg(long, env = "FACE_SERVICE_BIND", default_value = "0.0.0.0:8003")]
+    pub bind: SocketAddr,
+    /// Most frames in one device batch.
+    #[arg(long, env = "FACE_SERVICE_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// Longest a frame waits for others to fill its batch, in milliseconds.
+    #[arg(long, env = "FACE_SERVICE_MAX_QUEUE_DELAY_MS", default_value_t = 5)]
+    pub max_queue_delay_ms: u64,
+    /// Frames waiting for the device across all sessions before new ones are refused (503).
+    #[arg(long, env = "FACE_SERVICE_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+    /// A frame not on the device this long after it arrived is answered 504, not run.
+    #[arg(long, env = "FACE_SERVICE_FRAME_DEADLINE_MS", default_value_t = 2000)]
+    pub frame_deadline_ms: u64,
+    /// Largest encoded frame accepted, in bytes (413 above).
+    #[arg(long, env = "FACE_SERVICE_MAX_FRAME_BYTES", default_value_t = 4 << 20)]
+    pub max_frame_bytes: usize,
+    /// Largest frame side in pixels, checked from the image header before decoding (413).
+    #[arg(long, env = "FACE_SERVICE_MAX_FRAME_SIDE", default_value_t = crate::frame::DEFAULT_MAX_SIDE)]
+    pub max_frame_side: u32,
+    /// Frames per second one session may send (429 above), as the seed.
+    #[arg(long, env = "FACE_SERVICE_MAX_FPS", default_value_t = 10.0)]
+    pub max_fps: f32,
+    /// Frames one session may send before it is closed with 4429, as the seed (0: no limit).
+    #[arg(
+        long,
+        env = "FACE_SERVICE_MAX_FRAMES_PER_SESSION",
+        default_value_t = 120
+    )]
+    pub max_frames_per_session: u64,
+    /// Seconds without a message after which a session is closed.
+    #[arg(long, env = "FACE_SERVICE_SESSION_TIMEOUT_SECS", default_value_t = 300)]
+    pub session_timeout_secs: u64,
+    /// Faces to track per session (the seed runs one).
+    #[arg(long, env = "FACE_SERVICE_MAX_NUM_FACES", default_value_t = 1)]
+    pub max_num_faces: usize,
+}
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServeConfig>,
+    pub worker: WorkerHandle,
+    pub device: String,
+    pub open_sessions: Arc<AtomicU64>,
+    pub next_session_id: Arc<AtomicU64>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A running server: where it listens, and how to stop it.
+pub struct Running {
+    pub address: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, tells open sessions `1001`, and waits for them to finish.
+    pub async fn shut_down(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the server task does not panic")
+    }
+}
+
+/// Binds, starts the device worker, and serves until `shut_down`.
+pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<Running> {
+    let device = models.device.backend.to_string();
+    let worker = worker::spawn(
+        models,
+        QueueLimits {
+            max_batch: config.max_batch,
+            max_delay: Duration::from_millis(config.max_queue_delay_ms),
+            capacity: config.queue_capacity,
+        },
+        FaceMeshOptions {
+            max_faces: config.max_num_faces,
+            ..FaceMeshOptions::default()
+        },
+    );
+    let listener = TcpListener::bind(config.bind).await?;
+    let address = listener.local_addr()?;
+    let (stop, shutdown) = watch::channel(false);
+    let state = AppState {
+        config: Arc::new(config),
+        worker,
+        device,
+        open_sessions: Arc::default(),
+        next_session_id: Arc::default(),
+        shutdown: shutdown.clone(),
+    };
+    let mut stopping = shutdown;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%address, "listening");
+    Ok(Running {
+        address,
+        stop,
+        task,
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws/auth/process-image/{token}/", get(websocket))
+        .route("/ws/auth/process-image/{token}", get(websocket))
+        .route("/api/health/", get(health))
+        .route("/api/status/", get(status))
+        .with_state(state)
+}
+
+async fn websocket(
+    upgrade: WebSocketUpgrade,
+    Path(token): Path<String>,
+    State(state): State<AppState>,
+) -> Response {
+    let well_formed = token_is_well_formed(&token);
+    upgrade
+        .max_message_size(state.config.max_frame_bytes * 4 / 3 + 4096)
+        .on_upgrade(move |mut socket| async move {
+            if !well_formed {
+                let frame = axum::extract::ws::CloseFrame {
+                    code: close::MALFORMED_TOKEN,
+                    reason: "malformed session token".into(),
+                };
+                let _ = socket
+                    .send(axum::extract::ws::Message::Close(Some(frame)))
+                    .await;
+                return;
+            }
+            let span = tracing::info_span!("session", token = %token);
+            session::run(socket, token, state).instrument(span).await;
+        })
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({ "status": "healthy", "device": state.device }))
+}
+
+async fn status(State(state): State<AppState>) -> impl IntoResponse {
+    let stats = &state.worker.stats;
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let (batches, frames) = (load(&stats.batches), load(&stats.frames_run));
+    (
+        StatusCode::OK,
+        Json(json!({
+            "device": state.device,
+            "models": ["detector", "landmarks"],
+            "open_sessions": load(&state.open_sessions),
+            "queue_depth": load(&stats.queue_depth),
+            "batches_run": batches,
+            "frames_run": frames,
+            "mean_batch_size": if batches > 0 { frames as f64 / batches as f64 } else { 0.0 },
+            "largest_batch": load(&stats.largest_batch),
+            "frames_rejected_overload": load(&stats.rejected_overload),
+            "frames_dropped_deadline": load(&stats.dropped_deadline),
+            "frames_abandoned": load(&stats.dropped_abandoned),
+        })),
+    )
+}

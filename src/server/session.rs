@@ -1,0 +1,309 @@
+//! One WebSocket connection: one camera stream, one liveness session.
+//!
+//! Frames are decoded off the async runtime, then go to the device worker one at a time per
+//! session, because each frame's tracking regions come from the previous frame's landmarks.
+//! While one is on the device the next few wait here; every message gets its answer in the
+//! order it arrived, errors included.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use image::RgbImage;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::frame;
+use crate::liveness::blinks::{BlinkCounter, BlinkRules};
+use crate::liveness::indicators::{mean_eye_aspect_ratio, motion};
+use crate::pipeline::tracker::{FaceTracker, TrackingMode};
+use crate::server::AppState;
+use crate::server::protocol::{ClientMessage, FrameRefusal, close, parse_binary, parse_text};
+use crate::server::worker::{FrameJob, FrameOutcome, Refused};
+
+/// Answers owed to the client, oldest first: a frame still to run, or an answer ready to go.
+enum Slot {
+    Frame {
+        frame: RgbImage,
+        id: Option<Value>,
+        received: Instant,
+    },
+    Ready(Value),
+}
+
+struct Session {
+    token: String,
+    id: u64,
+    tracker: Option<FaceTracker>,
+    owed: VecDeque<Slot>,
+    in_flight: Option<(
+        oneshot::Receiver<Result<FrameOutcome, Refused>>,
+        Option<Value>,
+        Instant,
+    )>,
+    frames_accepted: u64,
+    frames_processed: u64,
+    recent_frames: VecDeque<Instant>,
+    blinks: BlinkCounter,
+    last_box: Option<[f32; 4]>,
+}
+
+/// Frames a session may have waiting behind the one on the device.
+const MAX_WAITING_FRAMES: usize = 4;
+
+pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
+    let config = state.config.clone();
+    let mut session = Session {
+        id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
+        token,
+        tracker: Some(FaceTracker::new(TrackingMode::Video)),
+        owed: VecDeque::new(),
+        in_flight: None,
+        frames_accepted: 0,
+        frames_processed: 0,
+        recent_frames: VecDeque::new(),
+        blinks: BlinkCounter::new(BlinkRules::default()),
+        last_box: None,
+    };
+    state.open_sessions.fetch_add(1, Ordering::Relaxed);
+    let hello = json!({
+        "type": "connection_established",
+        "session_token": session.token,
+        "session_type": "liveness",
+        "status": "active",
+        "timeout": config.session_timeout_secs,
+        "message": "Send frames as {\"type\":\"frame\",\"image\":\"data:image/jpeg;base64,...\"}",
+    });
+    let mut shutdown = state.shutdown.clone();
+    let idle_limit = Duration::from_secs(config.session_timeout_secs);
+    let mut close_with = None;
+    if send(&mut socket, hello).await.is_ok() {
+        loop {
+            let reply = async {
+                match session.in_flight.as_mut() {
+                    Some((receiver, _, _)) => receiver.await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = tokio::time::timeout(idle_limit, socket.recv()) => {
+                    let Ok(Some(Ok(message))) = message else { break };
+                    match on_message(&mut session, &state, message).await {
+                        Ok(()) => {}
+                        Err(code) => { close_with = Some(code); }
+                    }
+                }
+                outcome = reply => {
+                    let (_, id, received) = session.in_flight.take().expect("a frame was in flight");
+                    let answer = on_outcome(&mut session, outcome, id, received);
+                    session.owed.push_front(Slot::Ready(answer));
+                }
+                _ = shutdown.changed() => { close_with = Some(close::GOING_AWAY); }
+            }
+            if pump(&mut session, &mut socket, &state).await.is_err() {
+                break;
+            }
+            if let Some(code) = close_with {
+                let reason = match code {
+                    close::GOING_AWAY => "server shutting down",
+                    close::FRAME_BUDGET_USED => "session frame budget used up",
+                    _ => "closing",
+                };
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(reason),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
+            }
+        }
+    }
+    state.open_sessions.fetch_sub(1, Ordering::Relaxed);
+    tracing::info!(frames = session.frames_processed, "session ended");
+}
+
+/// Handles one client message; an `Err` is the close code that ends the session.
+async fn on_message(session: &mut Session, state: &AppState, message: Message) -> Result<(), u16> {
+    let config = &state.config;
+    let parsed = match message {
+        Message::Text(text) => parse_text(&text, config.max_frame_bytes),
+        Message::Binary(bytes) => parse_binary(bytes.to_vec(), config.max_frame_bytes),
+        Message::Ping(_) | Message::Pong(_) => return Ok(()),
+        Message::Close(_) => return Err(close::NORMAL),
+    };
+    let (image, id) = match parsed {
+        Ok(ClientMessage::Ping) => {
+            session
+                .owed
+                .push_back(Slot::Ready(json!({ "type": "pong" })));
+            return Ok(());
+        }
+        Ok(ClientMessage::Frame { image, id }) => (image, id),
+        Err(refusal) => {
+            session.owed.push_back(Slot::Ready(refusal.to_json()));
+            return Ok(());
+        }
+    };
+    let now = Instant::now();
+    if config.max_frames_per_session > 0 && session.frames_accepted >= config.max_frames_per_session
+    {
+        return Err(close::FRAME_BUDGET_USED);
+    }
+    while session
+        .recent_frames
+        .front()
+        .is_some_and(|t| now - *t >= Duration::from_secs(1))
+    {
+        session.recent_frames.pop_front();
+    }
+    if session.recent_frames.len() as f32 >= config.max_fps {
+        session.owed.push_back(Slot::Ready(with_id(
+            FrameRefusal::TooFast(config.max_fps).to_json(),
+            id,
+        )));
+        return Ok(());
+    }
+    let waiting = session
+        .owed
+        .iter()
+        .filter(|s| matches!(s, Slot::Frame { .. }))
+        .count();
+    if waiting >= MAX_WAITING_FRAMES {
+        session
+            .owed
+            .push_back(Slot::Ready(with_id(FrameRefusal::Overloaded.to_json(), id)));
+        return Ok(());
+    }
+    session.recent_frames.push_back(now);
+    session.frames_accepted += 1;
+    let max_side = config.max_frame_side;
+    let decoded = tokio::task::spawn_blocking(move || frame::decode(&image, max_side))
+        .await
+        .expect("the decoder does not panic");
+    session.owed.push_back(match decoded {
+        Ok(frame) => Slot::Frame {
+            frame,
+            id,
+            received: now,
+        },
+        Err(error) => Slot::Ready(with_id(FrameRefusal::Undecodable(error).to_json(), id)),
+    });
+    Ok(())
+}
+
+/// Sends every answer that is ready at the head of the line, and starts the next frame when
+/// the device has none of this session's.
+async fn pump(
+    session: &mut Session,
+    socket: &mut WebSocket,
+    state: &AppState,
+) -> Result<(), axum::Error> {
+    while session.in_flight.is_none() {
+        match session.owed.pop_front() {
+            Some(Slot::Ready(answer)) => send(socket, answer).await?,
+            Some(Slot::Frame {
+                frame,
+                id,
+                received,
+            }) => {
+                let (reply, receiver) = oneshot::channel();
+                let job = FrameJob {
+                    frame,
+                    tracker: session
+                        .tracker
+                        .take()
+                        .expect("the tracker is home between frames"),
+                    session: session.id,
+                    deadline: received + Duration::from_millis(state.config.frame_deadline_ms),
+                    reply,
+                };
+                match state.worker.submit(job) {
+                    Ok(()) => session.in_flight = Some((receiver, id, received)),
+                    Err(job) => {
+                        session.tracker = Some(job.tracker);
+                        send(socket, with_id(FrameRefusal::Overloaded.to_json(), id)).await?;
+                    }
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// The answer for a frame the worker finished (or refused).
+fn on_outcome(
+    session: &mut Session,
+    outcome: Option<Result<FrameOutcome, Refused>>,
+    id: Option<Value>,
+    received: Instant,
+) -> Value {
+    let outcome = match outcome {
+        Some(Ok(outcome)) => outcome,
+        Some(Err(refused)) => {
+            session.tracker = Some(refused.tracker);
+            return with_id(refused.why.to_json(), id);
+        }
+        None => {
+            // The worker is gone (shutting down): start tracking afresh if the session goes on.
+            session.tracker = Some(FaceTracker::new(TrackingMode::Video));
+            return with_id(FrameRefusal::Overloaded.to_json(), id);
+        }
+    };
+    session.tracker = Some(outcome.tracker);
+    session.frames_processed += 1;
+    let timings = json!({
+        "queue_wait_ms": outcome.queue_wait.as_secs_f64() * 1e3,
+        "inference_ms": outcome.inference.as_secs_f64() * 1e3,
+        "total_ms": received.elapsed().as_secs_f64() * 1e3,
+        "batch_size": outcome.batch_size,
+    });
+    let Some(face) = outcome.faces.first() else {
+        session.last_box = None;
+        return with_id(
+            json!({
+                "type": "frame_processed",
+                "success": false,
+                "error": "No face detected",
+                "frames_processed": session.frames_processed,
+                "timings": timings,
+            }),
+            id,
+        );
+    };
+    let ratio = mean_eye_aspect_ratio(&face.points);
+    session.blinks.update(ratio);
+    let face_box = face.bounding_box();
+    let moved = session
+        .last_box
+        .map_or(0.0, |previous| motion(previous, face_box));
+    session.last_box = Some(face_box);
+    with_id(
+        json!({
+            "type": "frame_processed",
+            "success": true,
+            "frames_processed": session.frames_processed,
+            "blinks_detected": session.blinks.blinks(),
+            "motion_score": moved,
+            "message": "Face detected",
+            "visual_data": { "face_bbox": face_box, "landmarks": face.points },
+            "face_presence": face.presence,
+            "eye_aspect_ratio": ratio,
+            "faces": outcome.faces.len(),
+            "timings": timings,
+        }),
+        id,
+    )
+}
+
+fn with_id(mut answer: Value, id: Option<Value>) -> Value {
+    if let Some(id) = id {
+        answer["id"] = id;
+    }
+    answer
+}
+
+async fn send(socket: &mut WebSocket, answer: Value) -> Result<(), axum::Error> {
+    socket.send(Message::Text(answer.to_string().into())).await
+}

@@ -1,0 +1,197 @@
+//! The one thread that owns the device: it takes frames from every session, forms batches by
+//! the rules of `scheduler::queue`, runs them through the models, and answers each frame.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use tokio::sync::oneshot;
+
+use crate::models::FaceModels;
+use crate::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
+use crate::pipeline::tracker::{FaceTracker, process_batch};
+use crate::scheduler::queue::{
+    BatchQueue, DropReason, Next, QueueFull, QueueLimits, SessionId, Waiting,
+};
+use crate::server::protocol::FrameRefusal;
+
+/// A decoded frame on its way to the device, with its session's tracker.
+pub struct FrameJob {
+    pub frame: RgbImage,
+    pub tracker: FaceTracker,
+    pub session: SessionId,
+    pub deadline: Instant,
+    pub reply: oneshot::Sender<Result<FrameOutcome, Refused>>,
+}
+
+/// A frame the worker did not run, handing the tracker back to its session.
+pub struct Refused {
+    pub tracker: FaceTracker,
+    pub why: FrameRefusal,
+}
+
+pub struct FrameOutcome {
+    pub faces: Vec<FaceLandmarks>,
+    pub tracker: FaceTracker,
+    pub queue_wait: Duration,
+    pub inference: Duration,
+    pub batch_size: usize,
+}
+
+/// Counters the status endpoint reports.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub batches: AtomicU64,
+    pub frames_run: AtomicU64,
+    pub queue_depth: AtomicU64,
+    pub dropped_deadline: AtomicU64,
+    pub dropped_abandoned: AtomicU64,
+    pub rejected_overload: AtomicU64,
+    pub largest_batch: AtomicU64,
+}
+
+/// The sessions' side of the worker: submits frames, refusing at once when the queue is full.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    jobs: SyncSender<FrameJob>,
+    pub stats: Arc<WorkerStats>,
+}
+
+impl WorkerHandle {
+    /// Queues `job`; when the queue is full the job comes straight back, to be answered 503.
+    pub fn submit(&self, job: FrameJob) -> Result<(), Box<FrameJob>> {
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                self.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                Err(Box::new(job))
+            }
+        }
+    }
+}
+
+/// Starts the device thread. It stops when every `WorkerHandle` is gone and its queue is empty.
+pub fn spawn(models: FaceModels, limits: QueueLimits, options: FaceMeshOptions) -> WorkerHandle {
+    let (jobs, incoming) = std::sync::mpsc::sync_channel(limits.capacity);
+    let stats = Arc::new(WorkerStats::default());
+    let thread_stats = stats.clone();
+    std::thread::Builder::new()
+        .name("device-worker".into())
+        .spawn(move || run(models, limits, options, incoming, &thread_stats))
+        .expect("spawning the device worker");
+    WorkerHandle { jobs, stats }
+}
+
+fn run(
+    models: FaceModels,
+    limits: QueueLimits,
+    options: FaceMeshOptions,
+    incoming: Receiver<FrameJob>,
+    stats: &WorkerStats,
+) {
+    let mesh = FaceMesh::new(&models, options);
+    let mut queue = BatchQueue::new(limits);
+    let mut dropped = Vec::new();
+    let accept = |queue: &mut BatchQueue<FrameJob>, job: FrameJob| {
+        let (session, deadline) = (job.session, job.deadline);
+        if let Err(QueueFull(job)) = queue.push(job, session, Instant::now(), deadline) {
+            stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+            let why = FrameRefusal::Overloaded;
+            let _ = job.reply.send(Err(Refused {
+                tracker: job.tracker,
+                why,
+            }));
+        }
+    };
+    loop {
+        while let Ok(job) = incoming.try_recv() {
+            accept(&mut queue, job);
+        }
+        let now = Instant::now();
+        let next = queue.next_batch(now, |waiting| !waiting.item.reply.is_closed(), &mut dropped);
+        for (waiting, reason) in dropped.drain(..) {
+            let job = waiting.item;
+            match reason {
+                DropReason::DeadlinePassed => {
+                    stats.dropped_deadline.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.reply.send(Err(Refused {
+                        tracker: job.tracker,
+                        why: FrameRefusal::DeadlineMissed,
+                    }));
+                }
+                DropReason::SessionClosed => {
+                    stats.dropped_abandoned.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        stats
+            .queue_depth
+            .store(queue.len() as u64, Ordering::Relaxed);
+        match next {
+            Next::Idle => match incoming.recv() {
+                Ok(job) => accept(&mut queue, job),
+                Err(_) => return,
+            },
+            Next::WaitUntil(when) => {
+                match incoming.recv_timeout(when.saturating_duration_since(now)) {
+                    Ok(job) => accept(&mut queue, job),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {}
+                }
+            }
+            Next::Run(batch) => run_batch(&mesh, batch, stats),
+        }
+    }
+}
+
+fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, stats: &WorkerStats) {
+    let started = Instant::now();
+    let size = batch.len();
+    let mut jobs: Vec<(FrameJob, Duration)> = batch
+        .into_iter()
+        .map(|waiting| {
+            (
+                waiting.item,
+                started.saturating_duration_since(waiting.enqueued),
+            )
+        })
+        .collect();
+    let mut streams: Vec<(&mut FaceTracker, &RgbImage)> = jobs
+        .iter_mut()
+        .map(|(job, _)| (&mut job.tracker, &job.frame))
+        .collect();
+    let result = process_batch(mesh, &mut streams);
+    drop(streams);
+    let inference = started.elapsed();
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.frames_run.fetch_add(size as u64, Ordering::Relaxed);
+    stats
+        .largest_batch
+        .fetch_max(size as u64, Ordering::Relaxed);
+    match result {
+        Ok(faces) => {
+            for ((job, queue_wait), faces) in jobs.into_iter().zip(faces) {
+                let _ = job.reply.send(Ok(FrameOutcome {
+                    faces,
+                    tracker: job.tracker,
+                    queue_wait,
+                    inference,
+                    batch_size: size,
+                }));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, size, "a batch failed");
+            for (job, _) in jobs {
+                let why =
+                    FrameRefusal::Malformed(format!("the frame could not be processed: {error}"));
+                let _ = job.reply.send(Err(Refused {
+                    tracker: job.tracker,
+                    why,
+                }));
+            }
+        }
+    }
+}

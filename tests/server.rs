@@ -1,0 +1,308 @@
+//! The seed's protocol end to end: a real server on port 0, real WebSocket clients, real
+//! images. Runs on the CPU backend.
+
+mod common;
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use face_service::device::ComputeDevice;
+use face_service::models::{FaceModels, ModelOptions};
+use face_service::server::{self, Running, ServeConfig};
+use image::{ImageFormat, RgbImage};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use common::fixtures;
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn config() -> ServeConfig {
+    ServeConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        max_batch: 16,
+        max_queue_delay_ms: 20,
+        queue_capacity: 64,
+        frame_deadline_ms: 30_000,
+        max_frame_bytes: 4 << 20,
+        max_frame_side: 4096,
+        max_fps: 1000.0,
+        max_frames_per_session: 0,
+        session_timeout_secs: 60,
+        max_num_faces: 1,
+    }
+}
+
+async fn start(config: ServeConfig) -> Running {
+    let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).unwrap();
+    server::start(config, models).await.unwrap()
+}
+
+fn astronaut_jpeg() -> Vec<u8> {
+    let image = image::open(fixtures().join("face_mesh/astronaut.png")).unwrap();
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)
+        .unwrap();
+    bytes
+}
+
+fn png(image: RgbImage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+fn frame_message(image: &[u8], id: u64) -> Message {
+    let data = base64::engine::general_purpose::STANDARD.encode(image);
+    Message::text(
+        json!({ "type": "frame", "image": format!("data:image/jpeg;base64,{data}"), "id": id })
+            .to_string(),
+    )
+}
+
+async fn connect(address: SocketAddr, token: &str) -> Client {
+    let url = format!("ws://{address}/ws/auth/process-image/{token}/");
+    let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let hello = next_json(&mut client).await;
+    assert_eq!(hello["type"], "connection_established");
+    assert_eq!(hello["session_token"], token);
+    client
+}
+
+async fn next_json(client: &mut Client) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), client.next())
+            .await
+            .expect("an answer within a minute")
+            .expect("the socket is open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+async fn send(client: &mut Client, message: Message) {
+    use futures_util::SinkExt;
+    client.send(message).await.unwrap();
+}
+
+async fn get(address: SocketAddr, path: &str) -> Value {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_message_gets_its_answer_in_order() {
+    let server = start(config()).await;
+    let mut client = connect(server.address, "test_1").await;
+    let jpeg = astronaut_jpeg();
+    send(&mut client, Message::text(r#"{"type":"ping"}"#)).await;
+    send(&mut client, frame_message(&jpeg, 1)).await;
+    send(&mut client, Message::text("not json")).await;
+    send(&mut client, Message::binary(jpeg.clone())).await;
+    send(
+        &mut client,
+        Message::text(r#"{"type":"frame","image":"%%%"}"#),
+    )
+    .await;
+    send(
+        &mut client,
+        frame_message(
+            &png(RgbImage::from_pixel(64, 48, image::Rgb([90, 90, 90]))),
+            2,
+        ),
+    )
+    .await;
+    send(&mut client, frame_message(&jpeg[..jpeg.len() / 3], 3)).await;
+    send(&mut client, frame_message(b"this is not an image", 4)).await;
+
+    assert_eq!(next_json(&mut client).await["type"], "pong");
+    let face = next_json(&mut client).await;
+    assert_eq!(
+        (
+            face["type"].as_str(),
+            face["success"].as_bool(),
+            face["id"].as_u64()
+        ),
+        (Some("frame_processed"), Some(true), Some(1))
+    );
+    let bbox: Vec<f64> = serde_json::from_value(face["visual_data"]["face_bbox"].clone()).unwrap();
+    // MediaPipe's face box on the astronaut photo is about (178, 72, 94, 103).
+    assert!(
+        (bbox[0] - 178.0).abs() < 4.0 && (bbox[1] - 72.0).abs() < 4.0,
+        "{bbox:?}"
+    );
+    assert_eq!(
+        face["visual_data"]["landmarks"].as_array().unwrap().len(),
+        468
+    );
+    assert_eq!(next_json(&mut client).await["code"], 400);
+    let binary = next_json(&mut client).await;
+    assert_eq!(
+        (
+            binary["success"].as_bool(),
+            binary["frames_processed"].as_u64()
+        ),
+        (Some(true), Some(2))
+    );
+    assert_eq!(next_json(&mut client).await["code"], 400);
+    let blank = next_json(&mut client).await;
+    assert_eq!(
+        (blank["success"].as_bool(), blank["error"].as_str()),
+        (Some(false), Some("No face detected"))
+    );
+    let truncated = next_json(&mut client).await;
+    assert_eq!(
+        (truncated["code"].as_u64(), truncated["id"].as_u64()),
+        (Some(415), Some(3))
+    );
+    assert_eq!(next_json(&mut client).await["code"], 415);
+    server.shut_down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_frames_are_refused_before_they_cost_anything() {
+    let server = start(ServeConfig {
+        max_frame_bytes: 100_000,
+        ..config()
+    })
+    .await;
+    let mut client = connect(server.address, "test_2").await;
+    // A real JPEG whose header claims 20000x20000 pixels (its SOF0 segment patched): refused
+    // from the header, before a byte of pixels is allocated (413).
+    let mut bomb = astronaut_jpeg();
+    let sof = bomb
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline JPEG");
+    bomb[sof + 5..sof + 9].copy_from_slice(&[0x4e, 0x20, 0x4e, 0x20]);
+    send(&mut client, Message::binary(bomb)).await;
+    // More bytes than the limit: refused before decoding (413).
+    send(&mut client, Message::binary(vec![0u8; 100_001])).await;
+    assert_eq!(next_json(&mut client).await["code"], 413);
+    assert_eq!(next_json(&mut client).await["code"], 413);
+    // The session goes on.
+    send(&mut client, Message::text(r#"{"type":"ping"}"#)).await;
+    assert_eq!(next_json(&mut client).await["type"], "pong");
+    server.shut_down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_and_budget_limits_hold_per_session() {
+    let server = start(ServeConfig {
+        max_fps: 2.0,
+        max_frames_per_session: 3,
+        ..config()
+    })
+    .await;
+    let jpeg = astronaut_jpeg();
+    let mut fast = connect(server.address, "fast").await;
+    for id in 0..3 {
+        send(&mut fast, frame_message(&jpeg, id)).await;
+    }
+    let answers = [
+        next_json(&mut fast).await,
+        next_json(&mut fast).await,
+        next_json(&mut fast).await,
+    ];
+    assert_eq!(answers[0]["success"], true);
+    assert_eq!(answers[1]["success"], true);
+    assert_eq!(
+        (answers[2]["code"].as_u64(), answers[2]["id"].as_u64()),
+        (Some(429), Some(2))
+    );
+
+    // Another session is not slowed by the first one's limit.
+    let mut other = connect(server.address, "other").await;
+    send(&mut other, frame_message(&jpeg, 9)).await;
+    assert_eq!(next_json(&mut other).await["success"], true);
+
+    // The first session's budget of three accepted frames: the fourth closes it with 4429.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    send(&mut fast, frame_message(&jpeg, 3)).await;
+    assert_eq!(next_json(&mut fast).await["success"], true);
+    send(&mut fast, frame_message(&jpeg, 4)).await;
+    use futures_util::StreamExt;
+    let closed = loop {
+        match fast.next().await {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(closed, Some(4429));
+    server.shut_down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_tokens_are_closed_with_4400() {
+    let server = start(config()).await;
+    let url = format!("ws://{}/ws/auth/process-image/bad%20token/", server.address);
+    let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures_util::StreamExt;
+    let Some(Ok(Message::Close(Some(frame)))) = client.next().await else {
+        panic!("no close frame")
+    };
+    assert_eq!(u16::from(frame.code), 4400);
+    server.shut_down().await.unwrap();
+}
+
+/// Sessions that send at the same time share device batches; a client that vanishes with a
+/// frame queued costs the others nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sessions_share_batches_and_survive_a_vanishing_client() {
+    let server = start(config()).await;
+    let jpeg = astronaut_jpeg();
+    let vanishing = {
+        let mut client = connect(server.address, "vanishing").await;
+        send(&mut client, frame_message(&jpeg, 0)).await;
+        client
+    };
+    drop(vanishing);
+    let mut sessions = Vec::new();
+    for i in 0..8 {
+        let address = server.address;
+        let jpeg = jpeg.clone();
+        sessions.push(tokio::spawn(async move {
+            let mut client = connect(address, &format!("load_{i}")).await;
+            for id in 0..4 {
+                send(&mut client, frame_message(&jpeg, id)).await;
+            }
+            for id in 0..4 {
+                let answer = next_json(&mut client).await;
+                assert_eq!(
+                    (answer["success"].as_bool(), answer["id"].as_u64()),
+                    (Some(true), Some(id))
+                );
+            }
+        }));
+    }
+    for session in sessions {
+        session.await.unwrap();
+    }
+    let status = get(server.address, "/api/status/").await;
+    assert!(
+        status["mean_batch_size"].as_f64().unwrap() > 1.0,
+        "{status}"
+    );
+    assert!(status["largest_batch"].as_u64().unwrap() >= 2, "{status}");
+    assert_eq!(
+        get(server.address, "/api/health/").await["status"],
+        "healthy"
+    );
+    server.shut_down().await.unwrap();
+}
