@@ -218,6 +218,32 @@ fn streams_batched_together_match_streams_run_alone() {
     assert_eq!((video.detector_runs(), photo.detector_runs()), (1, 20));
 }
 
+/// Batches padded to a power of two (as the server does on a GPU) answer as unpadded ones.
+#[test]
+fn padded_batches_give_the_same_faces() {
+    let models = cpu_models();
+    let plain = FaceMesh::new(&models, FaceMeshOptions::default());
+    let options = FaceMeshOptions {
+        padded_batches_up_to: Some(8),
+        ..FaceMeshOptions::default()
+    };
+    let padded = FaceMesh::new(&models, options);
+    let frames = carphone_frames();
+    let three: Vec<&RgbImage> = frames[..3].iter().collect();
+    let (a, b) = (
+        plain.detect(&three).unwrap(),
+        padded.detect(&three).unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!(
+            (x.score - y.score).abs() < 1e-5 && (x.x_min - y.x_min).abs() < 1e-5,
+            "{x:?} {y:?}"
+        );
+    }
+    padded.warm_up().unwrap();
+}
+
 /// The seed counts blinks on MediaPipe's landmarks; on ours it must count the same blinks on
 /// the same frames.
 #[test]

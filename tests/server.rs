@@ -95,14 +95,18 @@ async fn send(client: &mut Client, message: Message) {
     client.send(message).await.unwrap();
 }
 
-async fn get(address: SocketAddr, path: &str) -> Value {
+/// The body of a plain HTTP/1.1 GET.
+async fn get_text(address: SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(body).unwrap()
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+async fn get(address: SocketAddr, path: &str) -> Value {
+    serde_json::from_str(&get_text(address, path).await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,7 @@ use crate::pipeline::anchors::{self, Anchor};
 use crate::pipeline::crop::{Border, PixelRect, crop};
 use crate::pipeline::detection::{Detection, decode, sigmoid, weighted_non_max_suppression};
 use crate::pipeline::projection::{detection_to_frame, landmarks_to_frame, letterbox};
+use crate::scheduler::queue::padded_batch_size;
 
 /// The thresholds of MediaPipe's `FaceMesh` solution, with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,6 +23,10 @@ pub struct FaceMeshOptions {
     pub min_detection_confidence: f32,
     /// Face-presence probability below which a tracked face counts as lost.
     pub min_tracking_confidence: f32,
+    /// Pad every model batch to a power of two up to this size (see
+    /// `scheduler::queue::padded_batch_size`), so that a GPU compiles its kernels for a few
+    /// shapes, once; `None` runs batches as they come (the CPU gains nothing from padding).
+    pub padded_batches_up_to: Option<usize>,
 }
 
 impl Default for FaceMeshOptions {
@@ -30,6 +35,7 @@ impl Default for FaceMeshOptions {
             max_faces: 1,
             min_detection_confidence: 0.5,
             min_tracking_confidence: 0.5,
+            padded_batches_up_to: None,
         }
     }
 }
@@ -171,7 +177,28 @@ impl<'m> FaceMesh<'m> {
         images: &[RgbImage],
         input: &InputDescription,
     ) -> Result<Tensor<4>, InputError> {
-        let refs: Vec<&RgbImage> = images.iter().collect();
+        let mut refs: Vec<&RgbImage> = images.iter().collect();
+        // Padding items are copies of the first: their answers are computed and ignored.
+        if let (Some(max), Some(first)) = (self.options.padded_batches_up_to, images.first()) {
+            refs.resize(padded_batch_size(images.len(), max), first);
+        }
         images_to_tensor(&refs, input, &self.models.device.device)
+    }
+
+    /// Runs both models once at every padded batch size, so that a GPU has compiled all its
+    /// kernels before the first real frame (a no-op without padding).
+    pub fn warm_up(&self) -> Result<(), InputError> {
+        let Some(max) = self.options.padded_batches_up_to else {
+            return Ok(());
+        };
+        let blank = RgbImage::new(640, 480);
+        let region = crate::pipeline::projection::letterbox(blank.dimensions());
+        let mut size = 1;
+        while size <= max {
+            self.detect(&vec![&blank; size])?;
+            self.landmarks(&vec![(&blank, region); size])?;
+            size *= 2;
+        }
+        Ok(())
     }
 }

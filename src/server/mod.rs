@@ -1,6 +1,7 @@
 //! `face-service serve`: the seed's WebSocket protocol over axum, feeding one device worker
 //! that batches frames from every session.
 
+pub mod metrics;
 pub mod protocol;
 pub mod session;
 pub mod worker;
@@ -20,9 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::device::Backend;
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::FaceMeshOptions;
 use crate::scheduler::queue::QueueLimits;
+use crate::server::metrics::Metrics;
 use crate::server::protocol::{close, token_is_well_formed};
 use crate::server::worker::WorkerHandle;
 
@@ -74,8 +77,8 @@ pub struct ServeConfig {
 pub struct AppState {
     pub config: Arc<ServeConfig>,
     pub worker: WorkerHandle,
+    pub metrics: Arc<Metrics>,
     pub device: String,
-    pub open_sessions: Arc<AtomicU64>,
     pub next_session_id: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -98,6 +101,9 @@ impl Running {
 /// Binds, starts the device worker, and serves until `shut_down`.
 pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<Running> {
     let device = models.device.backend.to_string();
+    // A GPU compiles kernels per batch shape: keep the shapes few and warm them up.
+    let on_gpu = matches!(models.device.backend, Backend::Wgpu { .. });
+    let metrics = Arc::new(Metrics::default());
     let worker = worker::spawn(
         models,
         QueueLimits {
@@ -107,8 +113,10 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
         },
         FaceMeshOptions {
             max_faces: config.max_num_faces,
+            padded_batches_up_to: on_gpu.then_some(config.max_batch),
             ..FaceMeshOptions::default()
         },
+        metrics.clone(),
     );
     let listener = TcpListener::bind(config.bind).await?;
     let address = listener.local_addr()?;
@@ -116,8 +124,8 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     let state = AppState {
         config: Arc::new(config),
         worker,
+        metrics,
         device,
-        open_sessions: Arc::default(),
         next_session_id: Arc::default(),
         shutdown: shutdown.clone(),
     };
@@ -144,6 +152,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/auth/process-image/{token}", get(websocket))
         .route("/api/health/", get(health))
         .route("/api/status/", get(status))
+        .route("/api/ready/", get(ready))
+        .route("/metrics", get(prometheus))
         .with_state(state)
 }
 
@@ -176,23 +186,44 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn status(State(state): State<AppState>) -> impl IntoResponse {
-    let stats = &state.worker.stats;
+    let metrics = &state.metrics;
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    let (batches, frames) = (load(&stats.batches), load(&stats.frames_run));
+    let (batches, frames) = (metrics.batch_size.count(), metrics.batch_size.sum());
+    Json(json!({
+        "device": state.device,
+        "models": ["detector", "landmarks"],
+        "open_sessions": load(&metrics.open_sessions),
+        "queue_depth": load(&metrics.queue_depth),
+        "batches_run": batches,
+        "frames_run": frames as u64,
+        "mean_batch_size": if batches > 0 { frames / batches as f64 } else { 0.0 },
+        "largest_batch": load(&metrics.largest_batch),
+        "frames_rejected_overload": metrics.refused(503),
+        "frames_dropped_deadline": metrics.refused(504),
+        "frames_abandoned": load(&metrics.frames_abandoned),
+    }))
+}
+
+/// 200 while serving; 503 once shutting down, so a load balancer stops sending sessions.
+/// (Models are loaded before the listener opens, so there is no earlier unready state.)
+async fn ready(State(state): State<AppState>) -> Response {
+    if *state.shutdown.borrow() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": "draining" })),
+        )
+            .into_response()
+    } else {
+        Json(json!({ "ready": true })).into_response()
+    }
+}
+
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     (
-        StatusCode::OK,
-        Json(json!({
-            "device": state.device,
-            "models": ["detector", "landmarks"],
-            "open_sessions": load(&state.open_sessions),
-            "queue_depth": load(&stats.queue_depth),
-            "batches_run": batches,
-            "frames_run": frames,
-            "mean_batch_size": if batches > 0 { frames as f64 / batches as f64 } else { 0.0 },
-            "largest_batch": load(&stats.largest_batch),
-            "frames_rejected_overload": load(&stats.rejected_overload),
-            "frames_dropped_deadline": load(&stats.dropped_deadline),
-            "frames_abandoned": load(&stats.dropped_abandoned),
-        })),
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
     )
 }

@@ -19,6 +19,7 @@ use crate::liveness::blinks::{BlinkCounter, BlinkRules};
 use crate::liveness::indicators::{mean_eye_aspect_ratio, motion};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 use crate::server::AppState;
+use crate::server::metrics::{Metrics, Outcome};
 use crate::server::protocol::{ClientMessage, FrameRefusal, close, parse_binary, parse_text};
 use crate::server::worker::{FrameJob, FrameOutcome, Refused};
 
@@ -66,7 +67,7 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
         blinks: BlinkCounter::new(BlinkRules::default()),
         last_box: None,
     };
-    state.open_sessions.fetch_add(1, Ordering::Relaxed);
+    state.metrics.open_sessions.fetch_add(1, Ordering::Relaxed);
     let hello = json!({
         "type": "connection_established",
         "session_token": session.token,
@@ -78,7 +79,7 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
     let mut shutdown = state.shutdown.clone();
     let idle_limit = Duration::from_secs(config.session_timeout_secs);
     let mut close_with = None;
-    if send(&mut socket, hello).await.is_ok() {
+    if send(&mut socket, hello, &state.metrics).await.is_ok() {
         loop {
             let reply = async {
                 match session.in_flight.as_mut() {
@@ -119,7 +120,7 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
             }
         }
     }
-    state.open_sessions.fetch_sub(1, Ordering::Relaxed);
+    state.metrics.open_sessions.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(frames = session.frames_processed, "session ended");
 }
 
@@ -201,7 +202,7 @@ async fn pump(
 ) -> Result<(), axum::Error> {
     while session.in_flight.is_none() {
         match session.owed.pop_front() {
-            Some(Slot::Ready(answer)) => send(socket, answer).await?,
+            Some(Slot::Ready(answer)) => send(socket, answer, &state.metrics).await?,
             Some(Slot::Frame {
                 frame,
                 id,
@@ -222,7 +223,8 @@ async fn pump(
                     Ok(()) => session.in_flight = Some((receiver, id, received)),
                     Err(job) => {
                         session.tracker = Some(job.tracker);
-                        send(socket, with_id(FrameRefusal::Overloaded.to_json(), id)).await?;
+                        let refusal = with_id(FrameRefusal::Overloaded.to_json(), id);
+                        send(socket, refusal, &state.metrics).await?;
                     }
                 }
             }
@@ -304,6 +306,16 @@ fn with_id(mut answer: Value, id: Option<Value>) -> Value {
     answer
 }
 
-async fn send(socket: &mut WebSocket, answer: Value) -> Result<(), axum::Error> {
+/// Sends one answer, counting frame outcomes as it goes.
+async fn send(socket: &mut WebSocket, answer: Value, metrics: &Metrics) -> Result<(), axum::Error> {
+    match answer["type"].as_str() {
+        Some("frame_processed") if answer["success"] == true => metrics.answered(Outcome::Face),
+        Some("frame_processed") => metrics.answered(Outcome::NoFace),
+        Some("error") => {
+            let code = answer["code"].as_u64().unwrap_or(0) as u16;
+            metrics.answered(Outcome::Refused(code));
+        }
+        _ => {}
+    }
     socket.send(Message::Text(answer.to_string().into())).await
 }

@@ -2,7 +2,7 @@
 //! the rules of `scheduler::queue`, runs them through the models, and answers each frame.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use crate::pipeline::tracker::{FaceTracker, process_batch};
 use crate::scheduler::queue::{
     BatchQueue, DropReason, Next, QueueFull, QueueLimits, SessionId, Waiting,
 };
+use crate::server::metrics::Metrics;
 use crate::server::protocol::FrameRefusal;
 
 /// A decoded frame on its way to the device, with its session's tracker.
@@ -40,48 +41,34 @@ pub struct FrameOutcome {
     pub batch_size: usize,
 }
 
-/// Counters the status endpoint reports.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    pub batches: AtomicU64,
-    pub frames_run: AtomicU64,
-    pub queue_depth: AtomicU64,
-    pub dropped_deadline: AtomicU64,
-    pub dropped_abandoned: AtomicU64,
-    pub rejected_overload: AtomicU64,
-    pub largest_batch: AtomicU64,
-}
-
 /// The sessions' side of the worker: submits frames, refusing at once when the queue is full.
 #[derive(Clone)]
 pub struct WorkerHandle {
     jobs: SyncSender<FrameJob>,
-    pub stats: Arc<WorkerStats>,
 }
 
 impl WorkerHandle {
     /// Queues `job`; when the queue is full the job comes straight back, to be answered 503.
     pub fn submit(&self, job: FrameJob) -> Result<(), Box<FrameJob>> {
-        match self.jobs.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                self.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
-                Err(Box::new(job))
-            }
-        }
+        self.jobs.try_send(job).map_err(|error| match error {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => Box::new(job),
+        })
     }
 }
 
 /// Starts the device thread. It stops when every `WorkerHandle` is gone and its queue is empty.
-pub fn spawn(models: FaceModels, limits: QueueLimits, options: FaceMeshOptions) -> WorkerHandle {
+pub fn spawn(
+    models: FaceModels,
+    limits: QueueLimits,
+    options: FaceMeshOptions,
+    metrics: Arc<Metrics>,
+) -> WorkerHandle {
     let (jobs, incoming) = std::sync::mpsc::sync_channel(limits.capacity);
-    let stats = Arc::new(WorkerStats::default());
-    let thread_stats = stats.clone();
     std::thread::Builder::new()
         .name("device-worker".into())
-        .spawn(move || run(models, limits, options, incoming, &thread_stats))
+        .spawn(move || run(models, limits, options, incoming, &metrics))
         .expect("spawning the device worker");
-    WorkerHandle { jobs, stats }
+    WorkerHandle { jobs }
 }
 
 fn run(
@@ -89,15 +76,19 @@ fn run(
     limits: QueueLimits,
     options: FaceMeshOptions,
     incoming: Receiver<FrameJob>,
-    stats: &WorkerStats,
+    metrics: &Metrics,
 ) {
     let mesh = FaceMesh::new(&models, options);
+    if let Err(error) = mesh.warm_up() {
+        tracing::error!(%error, "warming the models up failed");
+    }
+    metrics.ready.store(true, Ordering::Relaxed);
+    tracing::info!("device worker ready");
     let mut queue = BatchQueue::new(limits);
     let mut dropped = Vec::new();
     let accept = |queue: &mut BatchQueue<FrameJob>, job: FrameJob| {
         let (session, deadline) = (job.session, job.deadline);
         if let Err(QueueFull(job)) = queue.push(job, session, Instant::now(), deadline) {
-            stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
             let why = FrameRefusal::Overloaded;
             let _ = job.reply.send(Err(Refused {
                 tracker: job.tracker,
@@ -115,18 +106,17 @@ fn run(
             let job = waiting.item;
             match reason {
                 DropReason::DeadlinePassed => {
-                    stats.dropped_deadline.fetch_add(1, Ordering::Relaxed);
                     let _ = job.reply.send(Err(Refused {
                         tracker: job.tracker,
                         why: FrameRefusal::DeadlineMissed,
                     }));
                 }
                 DropReason::SessionClosed => {
-                    stats.dropped_abandoned.fetch_add(1, Ordering::Relaxed);
+                    metrics.frames_abandoned.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        stats
+        metrics
             .queue_depth
             .store(queue.len() as u64, Ordering::Relaxed);
         match next {
@@ -141,12 +131,12 @@ fn run(
                     Err(RecvTimeoutError::Disconnected) => {}
                 }
             }
-            Next::Run(batch) => run_batch(&mesh, batch, stats),
+            Next::Run(batch) => run_batch(&mesh, batch, metrics),
         }
     }
 }
 
-fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, stats: &WorkerStats) {
+fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metrics) {
     let started = Instant::now();
     let size = batch.len();
     let mut jobs: Vec<(FrameJob, Duration)> = batch
@@ -165,11 +155,14 @@ fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, stats: &WorkerS
     let result = process_batch(mesh, &mut streams);
     drop(streams);
     let inference = started.elapsed();
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.frames_run.fetch_add(size as u64, Ordering::Relaxed);
-    stats
+    metrics.batch_seconds.observe(inference.as_secs_f64());
+    metrics.batch_size.observe(size as f64);
+    metrics
         .largest_batch
         .fetch_max(size as u64, Ordering::Relaxed);
+    for (_, queue_wait) in &jobs {
+        metrics.queue_wait_seconds.observe(queue_wait.as_secs_f64());
+    }
     match result {
         Ok(faces) => {
             for ((job, queue_wait), faces) in jobs.into_iter().zip(faces) {
