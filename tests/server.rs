@@ -34,6 +34,7 @@ fn config() -> ServeConfig {
         max_frames_per_session: 0,
         session_timeout_secs: 60,
         max_num_faces: 1,
+        open_sessions: true,
     }
 }
 
@@ -240,29 +241,62 @@ async fn rate_and_budget_limits_hold_per_session() {
     send(&mut fast, frame_message(&jpeg, 3)).await;
     assert_eq!(next_json(&mut fast).await["success"], true);
     send(&mut fast, frame_message(&jpeg, 4)).await;
-    use futures_util::StreamExt;
-    let closed = loop {
-        match fast.next().await {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let closed = close_code(&mut fast).await;
     assert_eq!(closed, Some(4429));
     server.shut_down().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_tokens_are_closed_with_4400() {
-    let server = start(config()).await;
-    let url = format!("ws://{}/ws/auth/process-image/bad%20token/", server.address);
+/// The close code the server answers a connection with, before any other message.
+async fn refused_with(address: SocketAddr, token: &str) -> u16 {
+    let url = format!("ws://{address}/ws/auth/process-image/{token}/");
     let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    close_code(&mut client).await.expect("a close code")
+}
+
+/// Reads until the server's close frame and returns its code.
+async fn close_code(client: &mut Client) -> Option<u16> {
     use futures_util::StreamExt;
-    let Some(Ok(Message::Close(Some(frame)))) = client.next().await else {
-        panic!("no close frame")
-    };
-    assert_eq!(u16::from(frame.code), 4400);
+    loop {
+        match client.next().await {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_unknown_tokens_are_refused() {
+    let server = start(config()).await;
+    assert_eq!(refused_with(server.address, "bad%20token").await, 4400);
     server.shut_down().await.unwrap();
+
+    let server = start(ServeConfig {
+        open_sessions: false,
+        ..config()
+    })
+    .await;
+    assert_eq!(refused_with(server.address, "never_issued").await, 4404);
+    server.admission.issue("issued_1");
+    let mut client = connect(server.address, "issued_1").await;
+    send(&mut client, Message::text(r#"{"type":"ping"}"#)).await;
+    assert_eq!(next_json(&mut client).await["type"], "pong");
+    server.shut_down().await.unwrap();
+}
+
+/// Shutting down (SIGTERM in `serve`) tells open sessions 1001 and stops accepting.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_closes_open_sessions_with_1001() {
+    let server = start(config()).await;
+    let address = server.address;
+    let mut client = connect(address, "until_shutdown").await;
+    let stopping = tokio::spawn(server.shut_down());
+    assert_eq!(close_code(&mut client).await, Some(1001));
+    stopping.await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "still accepting"
+    );
 }
 
 /// Sessions that send at the same time share device batches; a client that vanishes with a

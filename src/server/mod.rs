@@ -1,6 +1,7 @@
 //! `face-service serve`: the seed's WebSocket protocol over axum, feeding one device worker
 //! that batches frames from every session.
 
+pub mod admission;
 pub mod metrics;
 pub mod protocol;
 pub mod session;
@@ -25,8 +26,9 @@ use crate::device::Backend;
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::FaceMeshOptions;
 use crate::scheduler::queue::QueueLimits;
+use crate::server::admission::Admission;
 use crate::server::metrics::Metrics;
-use crate::server::protocol::{close, token_is_well_formed};
+use crate::server::protocol::close;
 use crate::server::worker::WorkerHandle;
 
 /// How the server runs. Every field is a flag and an environment variable; the doc comments
@@ -70,6 +72,10 @@ pub struct ServeConfig {
     /// Faces to track per session (the seed runs one).
     #[arg(long, env = "FACE_SERVICE_MAX_NUM_FACES", default_value_t = 1)]
     pub max_num_faces: usize,
+    /// Any well-formed token starts a session (`true`, for development and load tests), or only
+    /// tokens issued first (`false`; others are closed with 4404).
+    #[arg(long, env = "FACE_SERVICE_OPEN_SESSIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub open_sessions: bool,
 }
 
 /// What every request handler shares.
@@ -78,6 +84,7 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     pub worker: WorkerHandle,
     pub metrics: Arc<Metrics>,
+    pub admission: Arc<Admission>,
     pub device: String,
     pub next_session_id: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
@@ -86,6 +93,8 @@ pub struct AppState {
 /// A running server: where it listens, and how to stop it.
 pub struct Running {
     pub address: SocketAddr,
+    /// Tokens the server admits when sessions are not open to all.
+    pub admission: Arc<Admission>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -121,10 +130,12 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     let listener = TcpListener::bind(config.bind).await?;
     let address = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
+    let admission = Arc::new(Admission::new(config.open_sessions));
     let state = AppState {
         config: Arc::new(config),
         worker,
         metrics,
+        admission: admission.clone(),
         device,
         next_session_id: Arc::default(),
         shutdown: shutdown.clone(),
@@ -141,6 +152,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     tracing::info!(%address, "listening");
     Ok(Running {
         address,
+        admission,
         stop,
         task,
     })
@@ -162,14 +174,18 @@ async fn websocket(
     Path(token): Path<String>,
     State(state): State<AppState>,
 ) -> Response {
-    let well_formed = token_is_well_formed(&token);
+    let admitted = state.admission.admit(&token);
     upgrade
         .max_message_size(state.config.max_frame_bytes * 4 / 3 + 4096)
         .on_upgrade(move |mut socket| async move {
-            if !well_formed {
+            if let Err(code) = admitted {
+                let reason = match code {
+                    close::MALFORMED_TOKEN => "malformed session token",
+                    _ => "unknown session: create it first",
+                };
                 let frame = axum::extract::ws::CloseFrame {
-                    code: close::MALFORMED_TOKEN,
-                    reason: "malformed session token".into(),
+                    code,
+                    reason: reason.into(),
                 };
                 let _ = socket
                     .send(axum::extract::ws::Message::Close(Some(frame)))

@@ -60,6 +60,7 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const MALFORMED_TOKEN: u16 = 4400;
+    pub const UNKNOWN_SESSION: u16 = 4404;
     pub const FRAME_BUDGET_USED: u16 = 4429;
 }
 
