@@ -344,3 +344,38 @@ async fn concurrent_sessions_share_batches_and_survive_a_vanishing_client() {
     );
     server.shut_down().await.unwrap();
 }
+
+/// A thousand connected clients that send nothing cost no device time and do not stop a
+/// working session from being served; when they leave, the server forgets them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_idle_connections_leave_the_server_responsive() {
+    let server = start(config()).await;
+    let mut idle = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        idle.push(connect(server.address, &format!("idle_{i}")).await);
+    }
+    let mut working = connect(server.address, "working").await;
+    send(&mut working, frame_message(&astronaut_jpeg(), 1)).await;
+    assert_eq!(next_json(&mut working).await["success"], true);
+    assert_eq!(
+        get(server.address, "/api/status/").await["open_sessions"],
+        1001
+    );
+    drop(idle);
+    drop(working);
+    let mut open = u64::MAX;
+    for _ in 0..100 {
+        open = get(server.address, "/api/status/").await["open_sessions"]
+            .as_u64()
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        open, 0,
+        "sessions still counted as open after their clients left"
+    );
+    server.shut_down().await.unwrap();
+}
