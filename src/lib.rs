@@ -9,8 +9,10 @@
 //! - [`liveness`]: the seed's liveness indicators (eye and mouth ratios, blinks, motion);
 //! - [`scheduler`]: batching frames from many sessions for the device;
 //! - [`server`]: `face-service serve`, the seed's WebSocket protocol over axum;
-//! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found.
+//! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found;
+//! - [`bench`]: the load harness behind `face-service bench`.
 
+pub mod bench;
 pub mod device;
 pub mod frame;
 pub mod gpu;

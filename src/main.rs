@@ -2,15 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::tensor::activation::sigmoid;
 use clap::{Parser, Subcommand, ValueEnum};
+use face_service::bench::{self, BenchConfig};
 use face_service::device::{ComputeDevice, DeviceRequest};
 use face_service::frame;
 use face_service::models::input::images_to_tensor;
 use face_service::models::{FaceModels, ModelKind, ModelOptions, WeightFile, WeightSource};
 use face_service::overlay::draw_faces;
+use face_service::pipeline::crop::resize;
 use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
 use face_service::server::{self, ServeConfig};
@@ -58,6 +60,8 @@ enum Command {
     Serve(ServeConfig),
     /// List the models, their parameter counts, and the device in use.
     Models,
+    /// Load a running server with N sessions of real frames, and report throughput and latency.
+    Bench(BenchArgs),
     /// Find face meshes in images and print one JSON line per image, in image pixels.
     Analyze {
         /// Faces to find per image (the seed runs one).
@@ -89,6 +93,37 @@ enum Command {
         /// The image (JPEG or PNG).
         image: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The server, as ws://HOST:PORT.
+    #[arg(long, default_value = "ws://127.0.0.1:8003")]
+    url: String,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 16)]
+    sessions: usize,
+    /// Frames per second per session (the seed allows 10).
+    #[arg(long, default_value_t = 9.5, conflicts_with = "closed_loop")]
+    fps: f32,
+    /// Send each session's next frame as soon as its last is answered, instead of at --fps.
+    #[arg(long)]
+    closed_loop: bool,
+    /// Seconds to measure, after the warm-up.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Seconds before measuring starts.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// A directory of JPEG/PNG frames; by default the 120 carphone frames at 640x480, JPEG q80.
+    #[arg(long)]
+    frames: Option<PathBuf>,
+    /// Send frames as binary messages instead of the seed's JSON base64.
+    #[arg(long)]
+    binary: bool,
+    /// Print the report as JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -130,11 +165,15 @@ fn run(args: Args) -> Result<(), AnyError> {
             .map_or(WeightSource::Embedded, WeightSource::Directory),
         verify_checksum: !args.skip_weight_checksum,
     };
+    if let Command::Bench(bench) = args.command {
+        return run_bench(bench);
+    }
     let device = ComputeDevice::select(args.device)?;
     let models = FaceModels::load(device, &options)?;
     match args.command {
         Command::Serve(config) => serve(config, models),
         Command::Models => list_models(&models, &options),
+        Command::Bench(_) => unreachable!("handled before loading models"),
         Command::Infer { model, image } => infer(&models, model, &image),
         Command::Analyze {
             max_faces,
@@ -170,6 +209,62 @@ fn serve(config: ServeConfig, models: FaceModels) -> Result<(), AnyError> {
         running.shut_down().await?;
         Ok(())
     })
+}
+
+fn run_bench(args: BenchArgs) -> Result<(), AnyError> {
+    let frames = match &args.frames {
+        Some(dir) => {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            paths.sort();
+            paths
+                .into_iter()
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("jpg" | "jpeg" | "png")
+                    )
+                })
+                .map(std::fs::read)
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => default_bench_frames()?,
+    };
+    let config = BenchConfig {
+        url: args.url,
+        sessions: args.sessions,
+        fps: (!args.closed_loop).then_some(args.fps),
+        duration: Duration::from_secs_f64(args.seconds),
+        warmup: Duration::from_secs_f64(args.warmup),
+        frames,
+        binary: args.binary,
+    };
+    let report = tokio::runtime::Runtime::new()?.block_on(bench::run(config))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(())
+}
+
+/// The carphone clip (a real person, 120 frames) at a webcam's 640x480, as JPEG quality 80.
+fn default_bench_frames() -> Result<Vec<Vec<u8>>, AnyError> {
+    let strip = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/fixtures/face_mesh/carphone_176x144.png"
+    );
+    let strip = image::open(strip)?.to_rgb8();
+    (0..strip.height() / 144)
+        .map(|i| {
+            let frame = image::imageops::crop_imm(&strip, 0, i * 144, 176, 144).to_image();
+            let big = resize(&frame, 640, 480);
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80).encode_image(&big)?;
+            Ok(jpeg)
+        })
+        .collect()
 }
 
 /// SIGTERM (systemd, Kubernetes) or Ctrl-C.

@@ -379,3 +379,35 @@ async fn a_thousand_idle_connections_leave_the_server_responsive() {
     );
     server.shut_down().await.unwrap();
 }
+
+/// The load harness against a live server: the counts it reports add up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_harness_reports_counts_that_add_up() {
+    let server = start(config()).await;
+    let blank = png(RgbImage::from_pixel(64, 48, image::Rgb([90, 90, 90])));
+    let report = face_service::bench::run(face_service::bench::BenchConfig {
+        url: format!("ws://{}", server.address),
+        sessions: 3,
+        fps: Some(8.0),
+        duration: Duration::from_secs(2),
+        warmup: Duration::from_millis(300),
+        frames: vec![astronaut_jpeg(), blank, b"not an image".to_vec()],
+        binary: false,
+    })
+    .await
+    .unwrap();
+    eprintln!("{}", report.summary());
+    assert!(report.frames_sent >= 30, "{report:?}");
+    assert_eq!(report.frames_answered, report.frames_sent, "{report:?}");
+    let errors: u64 = report.errors.values().sum();
+    assert_eq!(
+        report.faces + report.no_face + errors,
+        report.frames_answered
+    );
+    assert!(
+        report.faces > 0 && report.no_face > 0 && report.errors.get(&415).is_some(),
+        "{report:?}"
+    );
+    assert!(report.latency_ms_p50 > 0.0 && report.latency_ms_p50 <= report.latency_ms_max);
+    server.shut_down().await.unwrap();
+}

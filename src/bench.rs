@@ -1,0 +1,259 @@
+//! The load harness behind `face-service bench`: N sessions speaking the seed's protocol to a
+//! running server, sending real frames at a fixed rate (or as fast as answers come back), and
+//! a report of what came back and how long it took.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// `ws://host:port` of the server.
+    pub url: String,
+    pub sessions: usize,
+    /// Frames per second per session; `None` sends the next frame when the last is answered.
+    pub fps: Option<f32>,
+    pub duration: Duration,
+    /// Answers in this first stretch are not counted (kernels compiling, queues filling).
+    pub warmup: Duration,
+    /// Encoded frames (JPEG/PNG), sent in turn.
+    pub frames: Vec<Vec<u8>>,
+    /// Send frames as binary messages instead of the seed's JSON base64.
+    pub binary: bool,
+}
+
+/// What the sessions saw, counted after the warm-up.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchReport {
+    pub sessions: usize,
+    pub seconds: f64,
+    pub frames_sent: u64,
+    pub frames_answered: u64,
+    pub faces: u64,
+    pub no_face: u64,
+    /// Error answers by protocol code.
+    pub errors: BTreeMap<u16, u64>,
+    /// Sessions the server closed, by close code.
+    pub closed: BTreeMap<u16, u64>,
+    pub answers_per_second: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p90: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+}
+
+/// One session's findings.
+#[derive(Default)]
+struct SessionTally {
+    sent: u64,
+    answered: u64,
+    faces: u64,
+    no_face: u64,
+    errors: BTreeMap<u16, u64>,
+    closed: Option<u16>,
+    latencies_ms: Vec<f64>,
+}
+
+pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
+    if config.frames.is_empty() {
+        return Err("no frames to send".into());
+    }
+    let started = Instant::now();
+    let counted_from = started + config.warmup;
+    let until = counted_from + config.duration;
+    let mut sessions = Vec::new();
+    for index in 0..config.sessions {
+        let config = config.clone();
+        sessions.push(tokio::spawn(session(config, index, counted_from, until)));
+    }
+    let mut report = BenchReport {
+        sessions: config.sessions,
+        seconds: config.duration.as_secs_f64(),
+        ..BenchReport::default()
+    };
+    let mut latencies = Vec::new();
+    for task in sessions {
+        let tally = task.await.map_err(|e| e.to_string())??;
+        report.frames_sent += tally.sent;
+        report.frames_answered += tally.answered;
+        report.faces += tally.faces;
+        report.no_face += tally.no_face;
+        for (code, count) in tally.errors {
+            *report.errors.entry(code).or_default() += count;
+        }
+        if let Some(code) = tally.closed {
+            *report.closed.entry(code).or_default() += 1;
+        }
+        latencies.extend(tally.latencies_ms);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    report.latency_ms_p50 = at(0.5);
+    report.latency_ms_p90 = at(0.9);
+    report.latency_ms_p99 = at(0.99);
+    report.latency_ms_max = latencies.last().copied().unwrap_or(0.0);
+    report.answers_per_second = report.frames_answered as f64 / report.seconds;
+    Ok(report)
+}
+
+fn frame_message(frame: &[u8], binary: bool) -> Message {
+    if binary {
+        Message::binary(frame.to_vec())
+    } else {
+        let data = base64::engine::general_purpose::STANDARD.encode(frame);
+        Message::text(
+            json!({ "type": "frame", "image": format!("data:image/jpeg;base64,{data}") })
+                .to_string(),
+        )
+    }
+}
+
+async fn session(
+    config: BenchConfig,
+    index: usize,
+    counted_from: Instant,
+    until: Instant,
+) -> Result<SessionTally, String> {
+    let url = format!(
+        "{}/ws/auth/process-image/bench_{index}/",
+        config.url.trim_end_matches('/')
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let (mut sink, mut stream) = socket.split();
+    // Send times of the frames not answered yet: answers come back in order.
+    let (sent_at, mut sent_rx) = mpsc::unbounded_channel::<Instant>();
+    let (answered, mut answered_rx) = mpsc::unbounded_channel::<()>();
+    let sender = {
+        let config = config.clone();
+        tokio::spawn(async move {
+            let period = config.fps.map(|fps| Duration::from_secs_f32(1.0 / fps));
+            let mut next_frame = 0;
+            let mut sent = 0u64;
+            while Instant::now() < until {
+                let message = frame_message(
+                    &config.frames[next_frame % config.frames.len()],
+                    config.binary,
+                );
+                next_frame += 1;
+                let now = Instant::now();
+                if sink.send(message).await.is_err() || sent_at.send(now).is_err() {
+                    break;
+                }
+                if now >= counted_from {
+                    sent += 1;
+                }
+                match period {
+                    Some(period) => tokio::time::sleep_until((now + period).into()).await,
+                    None => {
+                        if answered_rx.recv().await.is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = sink.close().await;
+            sent
+        })
+    };
+    let mut tally = SessionTally::default();
+    let mut pending: VecDeque<Instant> = VecDeque::new();
+    // After the last send, wait a little for the answers still owed.
+    let drain_until = until + Duration::from_secs(5);
+    loop {
+        let message = match tokio::time::timeout_at(drain_until.into(), stream.next()).await {
+            Ok(Some(Ok(message))) => message,
+            _ => break,
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(frame) => {
+                tally.closed = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => continue,
+        };
+        let answer: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let kind = answer["type"].as_str().unwrap_or_default();
+        if kind != "frame_processed" && kind != "error" {
+            continue;
+        }
+        while let Ok(time) = sent_rx.try_recv() {
+            pending.push_back(time);
+        }
+        let Some(sent) = pending.pop_front() else {
+            continue;
+        };
+        let _ = answered.send(());
+        if sent < counted_from {
+            continue;
+        }
+        tally.answered += 1;
+        tally.latencies_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+        match (kind, answer["success"].as_bool()) {
+            ("frame_processed", Some(true)) => tally.faces += 1,
+            ("frame_processed", _) => tally.no_face += 1,
+            _ => {
+                *tally
+                    .errors
+                    .entry(answer["code"].as_u64().unwrap_or(0) as u16)
+                    .or_default() += 1
+            }
+        }
+        if Instant::now() >= until
+            && pending.is_empty()
+            && sent_rx.is_empty()
+            && sender.is_finished()
+        {
+            break;
+        }
+    }
+    drop(answered);
+    tally.sent = sender.await.map_err(|e| e.to_string())?;
+    Ok(tally)
+}
+
+impl BenchReport {
+    /// A summary for a person.
+    pub fn summary(&self) -> String {
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect();
+        let closed: Vec<String> = self
+            .closed
+            .iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect();
+        format!(
+            "{} sessions, {:.0} s: {} frames sent, {} answered ({:.1}/s): {} faces, {} without a face, errors [{}], sessions closed [{}]\n\
+             latency ms: p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
+            self.sessions,
+            self.seconds,
+            self.frames_sent,
+            self.frames_answered,
+            self.answers_per_second,
+            self.faces,
+            self.no_face,
+            errors.join(", "),
+            closed.join(", "),
+            self.latency_ms_p50,
+            self.latency_ms_p90,
+            self.latency_ms_p99,
+            self.latency_ms_max,
+        )
+    }
+}
