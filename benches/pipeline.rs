@@ -7,34 +7,16 @@
 //! `benches/compare_models.py` prints these beside MediaPipe's FaceMesh on the same frames.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use face_service::bench::carphone_clip;
 use face_service::device::ComputeDevice;
 use face_service::models::{FaceModels, ModelOptions};
-use face_service::pipeline::crop::resize;
 use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
-use image::RgbImage;
 
-const CARPHONE: (u32, u32) = (176, 144);
 const WEBCAM: (u32, u32) = (640, 480);
 
-fn frames() -> Vec<RgbImage> {
-    let strip = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/fixtures/face_mesh/carphone_176x144.png"
-    );
-    let strip = image::open(strip).expect("carphone fixture").to_rgb8();
-    (0..strip.height() / CARPHONE.1)
-        .map(|i| {
-            let frame =
-                image::imageops::crop_imm(&strip, 0, i * CARPHONE.1, CARPHONE.0, CARPHONE.1)
-                    .to_image();
-            resize(&frame, WEBCAM.0, WEBCAM.1)
-        })
-        .collect()
-}
-
 fn per_frame(c: &mut Criterion) {
-    let frames = frames();
+    let frames = carphone_clip(WEBCAM.0, WEBCAM.1).expect("the bundled clip");
     let models =
         FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).expect("weights load");
     let mesh = FaceMesh::new(&models, FaceMeshOptions::default());

@@ -12,7 +12,6 @@ use face_service::frame;
 use face_service::models::input::images_to_tensor;
 use face_service::models::{FaceModels, ModelKind, ModelOptions, WeightFile, WeightSource};
 use face_service::overlay::draw_faces;
-use face_service::pipeline::crop::resize;
 use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
 use face_service::server::{self, ServeConfig};
@@ -249,19 +248,14 @@ fn run_bench(args: BenchArgs) -> Result<(), AnyError> {
     Ok(())
 }
 
-/// The carphone clip (a real person, 120 frames) at a webcam's 640x480, as JPEG quality 80.
+/// The bundled carphone clip at a webcam's 640x480, as JPEG quality 80.
 fn default_bench_frames() -> Result<Vec<Vec<u8>>, AnyError> {
-    let strip = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/fixtures/face_mesh/carphone_176x144.png"
-    );
-    let strip = image::open(strip)?.to_rgb8();
-    (0..strip.height() / 144)
-        .map(|i| {
-            let frame = image::imageops::crop_imm(&strip, 0, i * 144, 176, 144).to_image();
-            let big = resize(&frame, 640, 480);
+    bench::carphone_clip(640, 480)?
+        .iter()
+        .map(|frame| {
             let mut jpeg = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80).encode_image(&big)?;
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+                .encode_image(frame)?;
             Ok(jpeg)
         })
         .collect()
@@ -389,7 +383,7 @@ fn infer(models: &FaceModels, model: RawModel, path: &PathBuf) -> Result<(), Any
     );
     let tensor = images_to_tensor(&[&resized], &input, &models.device.device)?;
     let started = Instant::now();
-    let report = match model {
+    let mut report = match model {
         RawModel::Landmarks => {
             let output = models.landmarker.forward(tensor);
             let logit: f32 = output.face_presence.clone().into_scalar();
@@ -421,7 +415,6 @@ fn infer(models: &FaceModels, model: RawModel, path: &PathBuf) -> Result<(), Any
             json!({ "best_anchors": best })
         }
     };
-    let mut report = report;
     report["model"] = json!(kind.description().name);
     report["image"] = json!(path);
     report["device"] = json!(models.device.backend.to_string());

@@ -10,11 +10,12 @@
 
 mod common;
 
+use face_service::bench::carphone_clip;
 use face_service::device::ComputeDevice;
 use face_service::liveness::blinks::{BlinkCounter, BlinkRules};
 use face_service::liveness::indicators::mean_eye_aspect_ratio;
 use face_service::models::{FaceModels, ModelOptions};
-use face_service::pipeline::crop::{Border, PixelRect, crop, resize};
+use face_service::pipeline::crop::{Border, PixelRect, crop};
 use face_service::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode, process_batch};
 use image::RgbImage;
@@ -55,17 +56,7 @@ fn expected_faces(case: &Case) -> Vec<Vec<[f32; 3]>> {
 /// The 120 carphone frames upscaled to 640x480 with a corner-aligned bilinear warp, the
 /// same operation (and so the same bytes) as the generator's OpenCV call.
 fn carphone_frames() -> Vec<RgbImage> {
-    let strip = image::open(fixtures().join("face_mesh/carphone_176x144.png"))
-        .unwrap()
-        .to_rgb8();
-    (0..strip.height() / CARPHONE.1)
-        .map(|i| {
-            let frame =
-                image::imageops::crop_imm(&strip, 0, i * CARPHONE.1, CARPHONE.0, CARPHONE.1)
-                    .to_image();
-            resize(&frame, UPSCALED.0, UPSCALED.1)
-        })
-        .collect()
+    carphone_clip(UPSCALED.0, UPSCALED.1).unwrap()
 }
 
 /// Mean and worst (x, y) distance between two meshes, in pixels.
