@@ -35,6 +35,7 @@ fn config() -> ServeConfig {
         session_timeout_secs: 60,
         max_num_faces: 1,
         open_sessions: true,
+        allowed_origins: Vec::new(),
     }
 }
 
@@ -409,5 +410,40 @@ async fn the_load_harness_reports_counts_that_add_up() {
         "{report:?}"
     );
     assert!(report.latency_ms_p50 > 0.0 && report.latency_ms_p50 <= report.latency_ms_max);
+    server.shut_down().await.unwrap();
+}
+
+/// With allowed origins set, a browser page from elsewhere cannot open a session (403); the
+/// allowed origin and clients without an Origin header can.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_allowed_origins_open_sessions() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let allowed = vec!["https://app.example.com".to_owned()];
+    let server = start(ServeConfig {
+        allowed_origins: allowed,
+        ..config()
+    })
+    .await;
+    let url = format!("ws://{}/ws/auth/process-image/origin_test/", server.address);
+    let with_origin = |origin: &str| {
+        let mut request = url.clone().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+        request
+    };
+    let refused = tokio_tungstenite::connect_async(with_origin("https://evil.example.org")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("https://app.example.com"))
+            .await
+            .is_ok()
+    );
+    connect(server.address, "no_origin_header").await;
     server.shut_down().await.unwrap();
 }

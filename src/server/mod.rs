@@ -76,6 +76,30 @@ pub struct ServeConfig {
     /// tokens issued first (`false`; others are closed with 4404).
     #[arg(long, env = "FACE_SERVICE_OPEN_SESSIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub open_sessions: bool,
+    /// Browser origins allowed to open a WebSocket, comma-separated (e.g.
+    /// `https://app.example.com`); empty allows any. Clients that send no `Origin` header
+    /// (non-browser clients) are always allowed: the check stops other sites' pages, not tools.
+    #[arg(
+        long,
+        env = "FACE_SERVICE_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
+impl ServeConfig {
+    fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let allowed: Vec<&String> = self
+            .allowed_origins
+            .iter()
+            .filter(|o| !o.is_empty())
+            .collect();
+        match origin {
+            None => true,
+            Some(origin) => allowed.is_empty() || allowed.iter().any(|a| a.as_str() == origin),
+        }
+    }
 }
 
 /// What every request handler shares.
@@ -173,7 +197,14 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
     Path(token): Path<String>,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    if !state.config.origin_allowed(origin) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
     let admitted = state.admission.admit(&token);
     upgrade
         .max_message_size(state.config.max_frame_bytes * 4 / 3 + 4096)
