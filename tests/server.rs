@@ -447,3 +447,16 @@ async fn only_allowed_origins_open_sessions() {
     connect(server.address, "no_origin_header").await;
     server.shut_down().await.unwrap();
 }
+
+/// A client reconnecting with its session token (a reloaded page) takes the session over: the
+/// old socket is closed normally, the new one is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_token_replaces_the_older_connection() {
+    let server = start(config()).await;
+    let mut old = connect(server.address, "same_token").await;
+    let mut new = connect(server.address, "same_token").await;
+    assert_eq!(close_code(&mut old).await, Some(1000));
+    send(&mut new, Message::text(r#"{"type":"ping"}"#)).await;
+    assert_eq!(next_json(&mut new).await["type"], "pong");
+    server.shut_down().await.unwrap();
+}

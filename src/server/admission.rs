@@ -2,8 +2,11 @@
 //! liveness session (the seed's load test and development rely on it); otherwise only tokens
 //! issued first (by the REST side, when it exists) are admitted.
 
-use std::collections::HashSet;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use tokio::sync::oneshot;
 
 use crate::server::protocol::{close, token_is_well_formed};
 
@@ -43,6 +46,45 @@ impl Admission {
     }
 }
 
+/// The tokens with an open WebSocket. A second connection with a token in use replaces the
+/// first (a reloaded page reconnecting to its session): the first is told to close.
+#[derive(Debug, Default)]
+pub struct ActiveTokens {
+    by_token: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
+    next_claim: AtomicU64,
+}
+
+impl ActiveTokens {
+    /// Takes `token` for a new connection. The receiver fires if a later connection takes it.
+    pub fn claim(&self, token: &str) -> (u64, oneshot::Receiver<()>) {
+        let claim = self.next_claim.fetch_add(1, Ordering::Relaxed);
+        let (replaced, on_replaced) = oneshot::channel();
+        let previous = self
+            .by_token
+            .lock()
+            .expect("the token map is never poisoned")
+            .insert(token.to_owned(), (claim, replaced));
+        if let Some((_, tell_previous)) = previous {
+            let _ = tell_previous.send(());
+        }
+        (claim, on_replaced)
+    }
+
+    /// Gives `token` back when its connection ends, unless a later one holds it now.
+    pub fn release(&self, token: &str, claim: u64) {
+        let mut by_token = self
+            .by_token
+            .lock()
+            .expect("the token map is never poisoned");
+        if by_token
+            .get(token)
+            .is_some_and(|(holder, _)| *holder == claim)
+        {
+            by_token.remove(token);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +103,18 @@ mod tests {
         admission.issue("abc");
         assert_eq!(admission.admit("abc"), Ok(()));
         assert_eq!(admission.admit("no/slashes"), Err(close::MALFORMED_TOKEN));
+    }
+
+    #[test]
+    fn a_second_connection_replaces_the_first() {
+        let tokens = ActiveTokens::default();
+        let (first, mut first_replaced) = tokens.claim("t");
+        let (second, mut second_replaced) = tokens.claim("t");
+        assert_eq!(first_replaced.try_recv(), Ok(()));
+        // The first one leaving does not free the token the second holds.
+        tokens.release("t", first);
+        let (_, _third_replaced) = tokens.claim("t");
+        assert_eq!(second_replaced.try_recv(), Ok(()));
+        tokens.release("t", second);
     }
 }

@@ -26,7 +26,7 @@ use crate::device::Backend;
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::FaceMeshOptions;
 use crate::scheduler::queue::QueueLimits;
-use crate::server::admission::Admission;
+use crate::server::admission::{ActiveTokens, Admission};
 use crate::server::metrics::Metrics;
 use crate::server::protocol::close;
 use crate::server::worker::WorkerHandle;
@@ -109,6 +109,7 @@ pub struct AppState {
     pub worker: WorkerHandle,
     pub metrics: Arc<Metrics>,
     pub admission: Arc<Admission>,
+    pub active_tokens: Arc<ActiveTokens>,
     pub device: String,
     pub next_session_id: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
@@ -160,6 +161,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
         worker,
         metrics,
         admission: admission.clone(),
+        active_tokens: Arc::default(),
         device,
         next_session_id: Arc::default(),
         shutdown: shutdown.clone(),

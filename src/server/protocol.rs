@@ -58,6 +58,8 @@ impl FrameRefusal {
 /// WebSocket close codes.
 pub mod close {
     pub const NORMAL: u16 = 1000;
+    /// A newer connection took over this session's token (a normal end, for this socket).
+    pub const REPLACED: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const MALFORMED_TOKEN: u16 = 4400;
     pub const UNKNOWN_SESSION: u16 = 4404;

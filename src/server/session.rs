@@ -68,6 +68,7 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
         last_box: None,
     };
     state.metrics.open_sessions.fetch_add(1, Ordering::Relaxed);
+    let (claim, mut replaced) = state.active_tokens.claim(&session.token);
     let hello = json!({
         "type": "connection_established",
         "session_token": session.token,
@@ -92,7 +93,7 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
                     let Ok(Some(Ok(message))) = message else { break };
                     match on_message(&mut session, &state, message).await {
                         Ok(()) => {}
-                        Err(code) => { close_with = Some(code); }
+                        Err(closing) => { close_with = Some(closing); }
                     }
                 }
                 outcome = reply => {
@@ -100,17 +101,17 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
                     let answer = on_outcome(&mut session, outcome, id, received);
                     session.owed.push_front(Slot::Ready(answer));
                 }
-                _ = shutdown.changed() => { close_with = Some(close::GOING_AWAY); }
+                _ = shutdown.changed() => {
+                    close_with = Some((close::GOING_AWAY, "server shutting down"));
+                }
+                Ok(()) = &mut replaced => {
+                    close_with = Some((close::REPLACED, "replaced by a newer connection with this session token"));
+                }
             }
             if pump(&mut session, &mut socket, &state).await.is_err() {
                 break;
             }
-            if let Some(code) = close_with {
-                let reason = match code {
-                    close::GOING_AWAY => "server shutting down",
-                    close::FRAME_BUDGET_USED => "session frame budget used up",
-                    _ => "closing",
-                };
+            if let Some((code, reason)) = close_with {
                 let frame = CloseFrame {
                     code,
                     reason: Utf8Bytes::from(reason),
@@ -120,18 +121,23 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
             }
         }
     }
+    state.active_tokens.release(&session.token, claim);
     state.metrics.open_sessions.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(frames = session.frames_processed, "session ended");
 }
 
-/// Handles one client message; an `Err` is the close code that ends the session.
-async fn on_message(session: &mut Session, state: &AppState, message: Message) -> Result<(), u16> {
+/// Handles one client message; an `Err` is the close code and reason that end the session.
+async fn on_message(
+    session: &mut Session,
+    state: &AppState,
+    message: Message,
+) -> Result<(), (u16, &'static str)> {
     let config = &state.config;
     let parsed = match message {
         Message::Text(text) => parse_text(&text, config.max_frame_bytes),
         Message::Binary(bytes) => parse_binary(bytes.to_vec(), config.max_frame_bytes),
         Message::Ping(_) | Message::Pong(_) => return Ok(()),
-        Message::Close(_) => return Err(close::NORMAL),
+        Message::Close(_) => return Err((close::NORMAL, "closed by the client")),
     };
     let (image, id) = match parsed {
         Ok(ClientMessage::Ping) => {
@@ -149,7 +155,7 @@ async fn on_message(session: &mut Session, state: &AppState, message: Message) -
     let now = Instant::now();
     if config.max_frames_per_session > 0 && session.frames_accepted >= config.max_frames_per_session
     {
-        return Err(close::FRAME_BUDGET_USED);
+        return Err((close::FRAME_BUDGET_USED, "session frame budget used up"));
     }
     while session
         .recent_frames
