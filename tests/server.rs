@@ -285,13 +285,26 @@ async fn malformed_and_unknown_tokens_are_refused() {
     server.shut_down().await.unwrap();
 }
 
-/// Shutting down (SIGTERM in `serve`) tells open sessions 1001 and stops accepting.
+/// Shutting down (SIGTERM in `serve`) answers the frames already taken, then tells open
+/// sessions 1001 and stops accepting.
 #[tokio::test(flavor = "multi_thread")]
-async fn shutdown_closes_open_sessions_with_1001() {
+async fn shutdown_finishes_frames_in_flight_then_closes_with_1001() {
     let server = start(config()).await;
     let address = server.address;
     let mut client = connect(address, "until_shutdown").await;
+    let jpeg = astronaut_jpeg();
+    send(&mut client, frame_message(&jpeg, 1)).await;
+    send(&mut client, frame_message(&jpeg, 2)).await;
+    // Let the server take both frames before it is told to stop.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = tokio::spawn(server.shut_down());
+    for id in 1..=2 {
+        let answer = next_json(&mut client).await;
+        assert_eq!(
+            (answer["success"].as_bool(), answer["id"].as_u64()),
+            (Some(true), Some(id))
+        );
+    }
     assert_eq!(close_code(&mut client).await, Some(1001));
     stopping.await.unwrap().unwrap();
     assert!(

@@ -52,6 +52,8 @@ struct Session {
 
 /// Frames a session may have waiting behind the one on the device.
 const MAX_WAITING_FRAMES: usize = 4;
+/// On shutdown, how long a session may take to answer the frames it already took.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
     let config = state.config.clone();
@@ -80,6 +82,8 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
     let mut shutdown = state.shutdown.clone();
     let idle_limit = Duration::from_secs(config.session_timeout_secs);
     let mut close_with = None;
+    // Set on shutdown: read no more messages, answer the frames already taken, then close.
+    let mut draining_until: Option<tokio::time::Instant> = None;
     if send(&mut socket, hello, &state.metrics).await.is_ok() {
         loop {
             let reply = async {
@@ -88,8 +92,9 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
                     None => std::future::pending().await,
                 }
             };
+            let drain_deadline = draining_until.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
-                message = tokio::time::timeout(idle_limit, socket.recv()) => {
+                message = tokio::time::timeout(idle_limit, socket.recv()), if draining_until.is_none() => {
                     let Ok(Some(Ok(message))) = message else { break };
                     match on_message(&mut session, &state, message).await {
                         Ok(()) => {}
@@ -101,7 +106,10 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
                     let answer = on_outcome(&mut session, outcome, id, received);
                     session.owed.push_front(Slot::Ready(answer));
                 }
-                _ = shutdown.changed() => {
+                _ = shutdown.changed(), if draining_until.is_none() => {
+                    draining_until = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                }
+                _ = tokio::time::sleep_until(drain_deadline), if draining_until.is_some() => {
                     close_with = Some((close::GOING_AWAY, "server shutting down"));
                 }
                 Ok(()) = &mut replaced => {
@@ -110,6 +118,10 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
             }
             if pump(&mut session, &mut socket, &state).await.is_err() {
                 break;
+            }
+            let frames_owed = session.in_flight.is_some() || !session.owed.is_empty();
+            if draining_until.is_some() && !frames_owed && close_with.is_none() {
+                close_with = Some((close::GOING_AWAY, "server shutting down"));
             }
             if let Some((code, reason)) = close_with {
                 let frame = CloseFrame {
