@@ -2,4 +2,5 @@
 //! frame's landmarks at a time, no I/O and no device.
 
 pub mod blinks;
+pub mod events;
 pub mod indicators;

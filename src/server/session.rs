@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 
 use crate::frame;
 use crate::liveness::blinks::{BlinkCounter, BlinkRules};
-use crate::liveness::indicators::{mean_eye_aspect_ratio, motion};
+use crate::liveness::events::{MotionCounter, MotionRules, MouthCounter, MouthRules};
+use crate::liveness::indicators::{MOUTH, mean_eye_aspect_ratio, motion, mouth_aspect_ratio};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 use crate::server::AppState;
 use crate::server::metrics::{Metrics, Outcome};
@@ -47,6 +48,9 @@ struct Session {
     frames_processed: u64,
     recent_frames: VecDeque<Instant>,
     blinks: BlinkCounter,
+    mouth: MouthCounter,
+    motion: MotionCounter,
+    started: Instant,
     last_box: Option<[f32; 4]>,
 }
 
@@ -67,6 +71,9 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
         frames_processed: 0,
         recent_frames: VecDeque::new(),
         blinks: BlinkCounter::new(BlinkRules::default()),
+        mouth: MouthCounter::new(MouthRules::default()),
+        motion: MotionCounter::new(MotionRules::default()),
+        started: Instant::now(),
         last_box: None,
     };
     state.metrics.open_sessions.fetch_add(1, Ordering::Relaxed);
@@ -294,11 +301,16 @@ fn on_outcome(
     };
     let ratio = mean_eye_aspect_ratio(&face.points);
     session.blinks.update(ratio);
+    let mouth_ratio = mouth_aspect_ratio(&face.points, MOUTH);
+    session.mouth.update(mouth_ratio);
     let face_box = face.bounding_box();
     let moved = session
         .last_box
         .map_or(0.0, |previous| motion(previous, face_box));
     session.last_box = Some(face_box);
+    session
+        .motion
+        .update(moved, received.duration_since(session.started));
     with_id(
         json!({
             "type": "frame_processed",
@@ -306,6 +318,9 @@ fn on_outcome(
             "frames_processed": session.frames_processed,
             "blinks_detected": session.blinks.blinks(),
             "motion_score": moved,
+            "motion_events": session.motion.events(),
+            "mouth_openings": session.mouth.openings(),
+            "mouth_aspect_ratio": mouth_ratio,
             "message": "Face detected",
             "visual_data": { "face_bbox": face_box, "landmarks": face.points },
             "face_presence": face.presence,
