@@ -204,9 +204,14 @@ async fn on_message(
     session.recent_frames.push_back(now);
     session.frames_accepted += 1;
     let max_side = config.max_frame_side;
+    // A decoder that panics on a hostile file costs that frame, not the session.
     let decoded = tokio::task::spawn_blocking(move || frame::decode(&image, max_side))
         .await
-        .expect("the decoder does not panic");
+        .unwrap_or_else(|_| {
+            Err(frame::FrameError::Damaged(
+                "the decoder failed on this frame".into(),
+            ))
+        });
     session.owed.push_back(match decoded {
         Ok(frame) => Slot::Frame {
             frame,
