@@ -77,7 +77,7 @@ pub enum Outcome {
 }
 
 /// The refusal codes counted separately; any other is counted as `other`.
-const REFUSAL_CODES: [u16; 6] = [400, 413, 415, 429, 503, 504];
+const REFUSAL_CODES: [u16; 7] = [400, 413, 415, 429, 500, 503, 504];
 
 #[derive(Debug)]
 pub struct Metrics {

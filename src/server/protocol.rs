@@ -34,6 +34,8 @@ pub enum FrameRefusal {
     Overloaded,
     #[error("frame missed its deadline")]
     DeadlineMissed,
+    #[error("internal error, frame dropped: try again")]
+    Internal,
 }
 
 impl FrameRefusal {
@@ -47,6 +49,7 @@ impl FrameRefusal {
             FrameRefusal::TooFast(_) => 429,
             FrameRefusal::Overloaded => 503,
             FrameRefusal::DeadlineMissed => 504,
+            FrameRefusal::Internal => 500,
         }
     }
 

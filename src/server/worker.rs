@@ -1,6 +1,7 @@
 //! The one thread that owns the device: it takes frames from every session, forms batches by
 //! the rules of `scheduler::queue`, runs them through the models, and answers each frame.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -152,7 +153,9 @@ fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metri
         .iter_mut()
         .map(|(job, _)| (&mut job.tracker, &job.frame))
         .collect();
-    let result = process_batch(mesh, &mut streams);
+    // A panic inside the models must cost this batch, not the device thread every session
+    // depends on: catch it, answer these frames, and carry on with the next batch.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| process_batch(mesh, &mut streams)));
     drop(streams);
     let inference = started.elapsed();
     metrics.batch_seconds.observe(inference.as_secs_f64());
@@ -164,7 +167,7 @@ fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metri
         metrics.queue_wait_seconds.observe(queue_wait.as_secs_f64());
     }
     match result {
-        Ok(faces) => {
+        Ok(Ok(faces)) => {
             for ((job, queue_wait), faces) in jobs.into_iter().zip(faces) {
                 let _ = job.reply.send(Ok(FrameOutcome {
                     faces,
@@ -175,11 +178,13 @@ fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metri
                 }));
             }
         }
-        Err(error) => {
-            tracing::error!(%error, size, "a batch failed");
+        failed => {
+            match failed {
+                Ok(Err(error)) => tracing::error!(%error, size, "a batch failed"),
+                _ => tracing::error!(size, "a batch panicked; its frames are answered 500"),
+            }
             for (job, _) in jobs {
-                let why =
-                    FrameRefusal::Malformed(format!("the frame could not be processed: {error}"));
+                let why = FrameRefusal::Internal;
                 let _ = job.reply.send(Err(Refused {
                     tracker: job.tracker,
                     why,
