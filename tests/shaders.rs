@@ -2,6 +2,7 @@
 
 mod common;
 
+use face_service::bench::carphone_frames;
 use face_service::gpu::crop::{CropJob, GpuCrop};
 use face_service::models::ModelKind;
 use face_service::models::description::InputDescription;
@@ -24,14 +25,29 @@ fn cpu_input(
         .collect()
 }
 
+/// The same crops cut by the shader and by its CPU twin.
+fn both_twins(
+    gpu: &GpuCrop,
+    frames: &[RgbImage],
+    jobs: &[CropJob],
+    input: &InputDescription,
+    border: Border,
+) -> (Vec<f32>, Vec<f32>) {
+    let refs: Vec<&RgbImage> = frames.iter().collect();
+    let out = (input.width as u32, input.height as u32);
+    let on_gpu = gpu.crop(&refs, jobs, out, border, input.range);
+    let on_cpu = jobs
+        .iter()
+        .flat_map(|job| cpu_input(&frames[job.frame], &job.rect, input, border))
+        .collect();
+    (on_gpu, on_cpu)
+}
+
 fn frames() -> Vec<RgbImage> {
     let astronaut = image::open(fixtures().join("face_mesh/astronaut.png"))
         .unwrap()
         .to_rgb8();
-    let strip = image::open(fixtures().join("face_mesh/carphone_176x144.png"))
-        .unwrap()
-        .to_rgb8();
-    let carphone = image::imageops::crop_imm(&strip, 0, 0, 176, 144).to_image();
+    let carphone = carphone_frames().unwrap().swap_remove(0);
     vec![astronaut, carphone]
 }
 
@@ -58,7 +74,6 @@ fn the_crop_shader_equals_the_cpu_crop() {
     let gpu =
         GpuCrop::on_default_adapter().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
     let frames = frames();
-    let refs: Vec<&RgbImage> = frames.iter().collect();
 
     // Landmark crops: rotated, partly outside the frame (edge replicated).
     let landmarks = ModelKind::Landmarks.description().input;
@@ -94,12 +109,7 @@ fn the_crop_shader_equals_the_cpu_crop() {
             },
         },
     ];
-    let out = (landmarks.width as u32, landmarks.height as u32);
-    let on_gpu = gpu.crop(&refs, &jobs, out, Border::Replicate, landmarks.range);
-    let on_cpu: Vec<f32> = jobs
-        .iter()
-        .flat_map(|job| cpu_input(&frames[job.frame], &job.rect, &landmarks, Border::Replicate))
-        .collect();
+    let (on_gpu, on_cpu) = both_twins(&gpu, &frames, &jobs, &landmarks, Border::Replicate);
     assert_twins("landmark crops", &on_gpu, &on_cpu, 1.0 / 255.0);
 
     // The detector's letterbox of each frame: black outside, range -1..1.
@@ -112,11 +122,6 @@ fn the_crop_shader_equals_the_cpu_crop() {
             rect: letterbox(image.dimensions()),
         })
         .collect();
-    let out = (detector.width as u32, detector.height as u32);
-    let on_gpu = gpu.crop(&refs, &jobs, out, Border::Zero, detector.range);
-    let on_cpu: Vec<f32> = jobs
-        .iter()
-        .flat_map(|job| cpu_input(&frames[job.frame], &job.rect, &detector, Border::Zero))
-        .collect();
+    let (on_gpu, on_cpu) = both_twins(&gpu, &frames, &jobs, &detector, Border::Zero);
     assert_twins("detector letterboxes", &on_gpu, &on_cpu, 2.0 / 255.0);
 }
