@@ -6,7 +6,7 @@
 //! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files;
 //! - [`pipeline`]: FaceMesh around them: detections, regions of interest, crops, tracking;
 //! - [`gpu`]: launching the WGSL shaders in `shaders/` (each has a CPU twin);
-//! - [`liveness`]: the seed's liveness indicators (eye and mouth ratios, blinks, motion);
+//! - [`liveness`]: the seed's liveness checks as pure logic (indicators, pose, quality, challenges);
 //! - [`scheduler`]: batching frames from many sessions for the device;
 //! - [`server`]: `face-service serve`, the seed's WebSocket protocol over axum;
 //! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found;

@@ -98,6 +98,13 @@ impl BlinkCounter {
             blink_completed,
         }
     }
+
+    /// A frame that cannot be trusted to show the eyes (see `LivenessRules::max_blink_motion`):
+    /// it breaks a run of closed frames, so no blink is counted across it, and it does not
+    /// move the adaptive threshold.
+    pub fn interrupt(&mut self) {
+        self.closed_run = 0;
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +152,27 @@ mod tests {
         assert_eq!(count(&long), 0);
         assert_eq!(count(&[0.22, 0.3]), 0);
         assert_eq!(count(&[0.2199, 0.3]), 1);
+    }
+
+    #[test]
+    fn an_interrupted_run_is_no_blink() {
+        let mut counter = BlinkCounter::new(BlinkRules::default());
+        for ratio in [0.3; 10] {
+            counter.update(ratio);
+        }
+        counter.update(0.05);
+        counter.interrupt();
+        counter.update(0.05);
+        counter.update(0.3);
+        assert_eq!(
+            counter.blinks(),
+            1,
+            "only the run after the interruption counts"
+        );
+        counter.update(0.05);
+        counter.interrupt();
+        counter.update(0.3);
+        assert_eq!(counter.blinks(), 1);
     }
 
     #[test]
