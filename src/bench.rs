@@ -63,6 +63,8 @@ pub struct BenchReport {
     pub frames_answered: u64,
     pub faces: u64,
     pub no_face: u64,
+    /// Frames with a face too poor to judge (`frame_rejected`).
+    pub quality_rejected: u64,
     /// Error answers by protocol code.
     pub errors: BTreeMap<u16, u64>,
     /// Sessions the server closed, by close code.
@@ -81,6 +83,7 @@ struct SessionTally {
     answered: u64,
     faces: u64,
     no_face: u64,
+    quality_rejected: u64,
     errors: BTreeMap<u16, u64>,
     closed: Option<u16>,
     latencies_ms: Vec<f64>,
@@ -110,6 +113,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
         report.frames_answered += tally.answered;
         report.faces += tally.faces;
         report.no_face += tally.no_face;
+        report.quality_rejected += tally.quality_rejected;
         for (code, count) in tally.errors {
             *report.errors.entry(code).or_default() += count;
         }
@@ -213,7 +217,7 @@ async fn session(
         };
         let answer: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
         let kind = answer["type"].as_str().unwrap_or_default();
-        if kind != "frame_processed" && kind != "error" {
+        if !matches!(kind, "frame_processed" | "frame_rejected" | "error") {
             continue;
         }
         while let Ok(time) = sent_rx.try_recv() {
@@ -231,6 +235,7 @@ async fn session(
         match (kind, answer["success"].as_bool()) {
             ("frame_processed", Some(true)) => tally.faces += 1,
             ("frame_processed", _) => tally.no_face += 1,
+            ("frame_rejected", _) => tally.quality_rejected += 1,
             _ => {
                 *tally
                     .errors
@@ -265,7 +270,7 @@ impl BenchReport {
             .map(|(code, n)| format!("{code}: {n}"))
             .collect();
         format!(
-            "{} sessions, {:.0} s: {} frames sent, {} answered ({:.1}/s): {} faces, {} without a face, errors [{}], sessions closed [{}]\n\
+            "{} sessions, {:.0} s: {} frames sent, {} answered ({:.1}/s): {} faces, {} without a face, {} rejected for quality, errors [{}], sessions closed [{}]\n\
              latency ms: p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
             self.sessions,
             self.seconds,
@@ -274,6 +279,7 @@ impl BenchReport {
             self.answers_per_second,
             self.faces,
             self.no_face,
+            self.quality_rejected,
             errors.join(", "),
             closed.join(", "),
             self.latency_ms_p50,

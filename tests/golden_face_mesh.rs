@@ -70,9 +70,14 @@ fn errors(actual: &FaceLandmarks, expected: &[[f32; 3]]) -> (f32, f32) {
     (mean, distances.iter().copied().fold(0.0, f32::max))
 }
 
-/// Runs `frames` through one tracker and holds every frame to MediaPipe's answer. Returns the
-/// tracker so callers can check how often the detector ran.
-fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> FaceTracker {
+/// What `check` ran: the tracker (how often did the detector run?) and the faces per frame.
+struct Tracked {
+    tracker: FaceTracker,
+    faces: Vec<Vec<FaceLandmarks>>,
+}
+
+/// Runs `frames` through one tracker and holds every frame to MediaPipe's answer.
+fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> Tracked {
     let mode = match case.mode.as_str() {
         "video" => TrackingMode::Video,
         _ => TrackingMode::Static,
@@ -85,6 +90,7 @@ fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> 
     let mut tracker = FaceTracker::new(mode);
     let mut expected = expected_faces(case).into_iter();
     let (mut sum_of_means, mut worst, mut faces) = (0.0, 0.0f32, 0);
+    let mut per_frame = Vec::new();
     for (index, frame) in frames.iter().enumerate() {
         let found = tracker.process(&mesh, frame).unwrap();
         let count = case.faces_per_frame[index];
@@ -112,6 +118,7 @@ fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> 
             worst = worst.max(max);
             faces += 1;
         }
+        per_frame.push(found);
     }
     eprintln!(
         "{label} {}: {faces} faces, mean error {:.3} px, worst {worst:.3} px, detector ran {} times",
@@ -119,7 +126,39 @@ fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> 
         sum_of_means / faces.max(1) as f32,
         tracker.detector_runs()
     );
-    tracker
+    Tracked {
+        tracker,
+        faces: per_frame,
+    }
+}
+
+/// The seed's blink rule, run by `tests/golden/make_liveness_golden.py` on MediaPipe's own
+/// landmarks of the carphone clip: the eyes must read closed on the same frames and the
+/// blinks add up frame for frame on ours. No tolerance: a blink is counted or it is not (the
+/// reference's closest ratio to its threshold is 0.004, well clear of our landmarks' error).
+fn assert_blinks_match_the_seed_reference(label: &str, faces: &[Vec<FaceLandmarks>]) {
+    #[derive(Deserialize)]
+    struct Frame {
+        eyes_closed: bool,
+        blinks: usize,
+    }
+    #[derive(Deserialize)]
+    struct Reference {
+        frames: Vec<Frame>,
+    }
+    let path = fixtures().join("liveness/carphone_blinks.json");
+    let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(faces.len(), reference.frames.len());
+    let mut counter = BlinkCounter::new(BlinkRules::default());
+    for (index, (found, expected)) in faces.iter().zip(&reference.frames).enumerate() {
+        let update = counter.update(mean_eye_aspect_ratio(&found[0].points));
+        assert_eq!(
+            (update.eyes_closed, counter.blinks()),
+            (expected.eyes_closed, expected.blinks),
+            "{label} frame {index}: (eyes closed, blinks so far)"
+        );
+    }
+    eprintln!("{label}: {} blinks, as the reference", counter.blinks());
 }
 
 fn photo(name: &str) -> Vec<RgbImage> {
@@ -173,10 +212,11 @@ fn frames_without_faces_give_no_faces() {
 fn video_mode_tracks_like_mediapipe_detecting_once_on_cpu() {
     let models = cpu_models();
     let case = case("carphone_video");
-    let tracker = check("cpu", &models, &case, &carphone_640x480());
+    let tracked = check("cpu", &models, &case, &carphone_640x480());
     // MediaPipe kept the face in every frame, so it detected once; so must we.
     assert!(case.faces_per_frame.iter().all(|&n| n == 1));
-    assert_eq!(tracker.detector_runs(), 1);
+    assert_eq!(tracked.tracker.detector_runs(), 1);
+    assert_blinks_match_the_seed_reference("cpu", &tracked.faces);
 }
 
 /// Streams processed together (one detector batch, one landmark batch per step) give what
@@ -239,44 +279,18 @@ fn padded_batches_give_the_same_faces() {
     padded.warm_up().unwrap();
 }
 
-/// The seed counts blinks on MediaPipe's landmarks; on ours it must count the same blinks on
-/// the same frames.
-#[test]
-fn blinks_on_the_carphone_clip_match_those_on_mediapipes_landmarks() {
-    let models = cpu_models();
-    let mesh = FaceMesh::new(&models, FaceMeshOptions::default());
-    let mut tracker = FaceTracker::new(TrackingMode::Video);
-    let mut ours = BlinkCounter::new(BlinkRules::default());
-    let mut theirs = BlinkCounter::new(BlinkRules::default());
-    let expected = expected_faces(&case("carphone_video"));
-    for (index, frame) in carphone_640x480().iter().enumerate() {
-        let found = tracker.process(&mesh, frame).unwrap();
-        let our_update = ours.update(mean_eye_aspect_ratio(&found[0].points));
-        let their_update = theirs.update(mean_eye_aspect_ratio(&expected[index]));
-        assert_eq!(
-            our_update.eyes_closed, their_update.eyes_closed,
-            "frame {index}"
-        );
-        assert_eq!(
-            our_update.blink_completed, their_update.blink_completed,
-            "frame {index}"
-        );
-    }
-    eprintln!("carphone: {} blinks on both", ours.blinks());
-    assert_eq!(ours.blinks(), theirs.blinks());
-}
-
 #[test]
 fn video_mode_matches_mediapipe_on_wgpu() {
     let device = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
     let models = FaceModels::load(device, &ModelOptions::default()).unwrap();
-    let tracker = check(
+    let tracked = check(
         "wgpu",
         &models,
         &case("carphone_video"),
         &carphone_640x480(),
     );
-    assert_eq!(tracker.detector_runs(), 1);
+    assert_eq!(tracked.tracker.detector_runs(), 1);
+    assert_blinks_match_the_seed_reference("wgpu", &tracked.faces);
     check("wgpu", &models, &case("astronaut_static"), &astronaut());
 }
 

@@ -3,99 +3,16 @@
 
 mod common;
 
-use std::io::Cursor;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine;
-use face_service::device::ComputeDevice;
-use face_service::models::{FaceModels, ModelOptions};
-use face_service::server::{self, Running, ServeConfig};
-use image::{ImageFormat, RgbImage};
-use serde_json::{Value, json};
+use face_service::server::ServeConfig;
+use image::RgbImage;
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::fixtures;
-
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn config() -> ServeConfig {
-    ServeConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        max_batch: 16,
-        max_queue_delay_ms: 20,
-        queue_capacity: 64,
-        frame_deadline_ms: 30_000,
-        max_frame_bytes: 4 << 20,
-        max_frame_side: 4096,
-        max_fps: 1000.0,
-        max_frames_per_session: 0,
-        session_timeout_secs: 60,
-        max_num_faces: 1,
-        open_sessions: true,
-        allowed_origins: Vec::new(),
-    }
-}
-
-async fn start(config: ServeConfig) -> Running {
-    let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).unwrap();
-    server::start(config, models).await.unwrap()
-}
-
-fn astronaut_jpeg() -> Vec<u8> {
-    let image = image::open(fixtures().join("face_mesh/astronaut.png")).unwrap();
-    let mut bytes = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)
-        .unwrap();
-    bytes
-}
-
-fn png(image: RgbImage) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-        .unwrap();
-    bytes
-}
-
-fn frame_message(image: &[u8], id: u64) -> Message {
-    let data = base64::engine::general_purpose::STANDARD.encode(image);
-    Message::text(
-        json!({ "type": "frame", "image": format!("data:image/jpeg;base64,{data}"), "id": id })
-            .to_string(),
-    )
-}
-
-async fn connect(address: SocketAddr, token: &str) -> Client {
-    let url = format!("ws://{address}/ws/auth/process-image/{token}/");
-    let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let hello = next_json(&mut client).await;
-    assert_eq!(hello["type"], "connection_established");
-    assert_eq!(hello["session_token"], token);
-    client
-}
-
-async fn next_json(client: &mut Client) -> Value {
-    use futures_util::StreamExt;
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(60), client.next())
-            .await
-            .expect("an answer within a minute")
-            .expect("the socket is open")
-            .unwrap();
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-async fn send(client: &mut Client, message: Message) {
-    use futures_util::SinkExt;
-    client.send(message).await.unwrap();
-}
+use common::client::*;
 
 /// The body of a plain HTTP/1.1 GET.
 async fn get_text(address: SocketAddr, path: &str) -> String {
@@ -254,18 +171,6 @@ async fn refused_with(address: SocketAddr, token: &str) -> u16 {
     close_code(&mut client).await.expect("a close code")
 }
 
-/// Reads until the server's close frame and returns its code.
-async fn close_code(client: &mut Client) -> Option<u16> {
-    use futures_util::StreamExt;
-    loop {
-        match client.next().await {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_unknown_tokens_are_refused() {
     let server = start(config()).await;
@@ -415,7 +320,7 @@ async fn the_load_harness_reports_counts_that_add_up() {
     assert_eq!(report.frames_answered, report.frames_sent, "{report:?}");
     let errors: u64 = report.errors.values().sum();
     assert_eq!(
-        report.faces + report.no_face + errors,
+        report.faces + report.no_face + report.quality_rejected + errors,
         report.frames_answered
     );
     assert!(

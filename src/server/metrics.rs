@@ -72,6 +72,8 @@ impl Histogram {
 pub enum Outcome {
     Face,
     NoFace,
+    /// A face too poor to judge liveness on (`frame_rejected`).
+    QualityRejected,
     /// Refused with this protocol code.
     Refused(u16),
 }
@@ -90,8 +92,12 @@ pub struct Metrics {
     pub queue_depth: AtomicU64,
     pub frames_abandoned: AtomicU64,
     pub open_sessions: AtomicU64,
+    /// Sessions whose liveness check passed, and authentications that ran out of time.
+    pub liveness_passed: AtomicU64,
+    pub liveness_timed_out: AtomicU64,
     faces: AtomicU64,
     no_faces: AtomicU64,
+    quality_rejected: AtomicU64,
     refused: [AtomicU64; REFUSAL_CODES.len() + 1],
 }
 
@@ -106,8 +112,11 @@ impl Default for Metrics {
             queue_depth: AtomicU64::new(0),
             frames_abandoned: AtomicU64::new(0),
             open_sessions: AtomicU64::new(0),
+            liveness_passed: AtomicU64::new(0),
+            liveness_timed_out: AtomicU64::new(0),
             faces: AtomicU64::new(0),
             no_faces: AtomicU64::new(0),
+            quality_rejected: AtomicU64::new(0),
             refused: Default::default(),
         }
     }
@@ -118,6 +127,7 @@ impl Metrics {
         let counter = match outcome {
             Outcome::Face => &self.faces,
             Outcome::NoFace => &self.no_faces,
+            Outcome::QualityRejected => &self.quality_rejected,
             Outcome::Refused(code) => {
                 let slot = REFUSAL_CODES
                     .iter()
@@ -155,6 +165,11 @@ impl Metrics {
             "face_service_frames_total{{outcome=\"no_face\"}} {}",
             load(&self.no_faces)
         );
+        let _ = writeln!(
+            out,
+            "face_service_frames_total{{outcome=\"quality_rejected\"}} {}",
+            load(&self.quality_rejected)
+        );
         for (slot, counter) in self.refused.iter().enumerate() {
             let code = REFUSAL_CODES
                 .get(slot)
@@ -188,6 +203,14 @@ impl Metrics {
             out,
             "# HELP {name} Frames dropped unrun because their client left.\n# TYPE {name} counter\n{name} {}",
             load(&self.frames_abandoned)
+        );
+        let name = "face_service_liveness_sessions_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Liveness checks concluded, by verdict.\n# TYPE {name} counter\n\
+             {name}{{verdict=\"passed\"}} {}\n{name}{{verdict=\"timed_out\"}} {}",
+            load(&self.liveness_passed),
+            load(&self.liveness_timed_out)
         );
         self.queue_wait_seconds.render(
             "face_service_queue_wait_seconds",

@@ -2,6 +2,7 @@
 //! that batches frames from every session.
 
 pub mod admission;
+pub mod answers;
 pub mod metrics;
 pub mod protocol;
 pub mod session;
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -23,6 +24,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::device::Backend;
+use crate::liveness::check::{LivenessRules, SessionKind};
+use crate::liveness::events::TurnRules;
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::FaceMeshOptions;
 use crate::scheduler::queue::QueueLimits;
@@ -86,9 +89,51 @@ pub struct ServeConfig {
         default_value = ""
     )]
     pub allowed_origins: Vec<String>,
+    /// The liveness check a session runs unless its client asks for the other with
+    /// `?session_type=` on the WebSocket URL: `enrollment` (blink, open the mouth, turn left,
+    /// turn right, hold still, in order) or `authentication` (blinks and motion in a time limit).
+    #[arg(
+        long,
+        env = "FACE_SERVICE_SESSION_TYPE",
+        value_enum,
+        default_value = "enrollment"
+    )]
+    pub session_type: SessionKind,
+    /// Seconds an authentication session has to show its blinks and motion, from its start
+    /// (then `authentication_timeout` and close 4401).
+    #[arg(
+        long,
+        env = "FACE_SERVICE_AUTHENTICATION_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub authentication_timeout_secs: u64,
+    /// Blinks an authentication session must show.
+    #[arg(long, env = "FACE_SERVICE_BLINKS_REQUIRED", default_value_t = 2)]
+    pub blinks_required: usize,
+    /// Yaw in degrees from which a head turn counts.
+    #[arg(long, env = "FACE_SERVICE_TURN_DEGREES", default_value_t = TurnRules::default().turn_degrees)]
+    pub turn_degrees: f32,
+    /// Yaw in degrees within which the head is back at centre, ready for the next turn.
+    #[arg(long, env = "FACE_SERVICE_CENTRE_DEGREES", default_value_t = TurnRules::default().centre_degrees)]
+    pub centre_degrees: f32,
 }
 
 impl ServeConfig {
+    /// The liveness check's rules: the defaults, with what the flags set.
+    pub fn liveness_rules(&self) -> LivenessRules {
+        let defaults = LivenessRules::default();
+        LivenessRules {
+            authentication_timeout: Duration::from_secs(self.authentication_timeout_secs),
+            authentication_blinks: self.blinks_required,
+            turns: TurnRules {
+                turn_degrees: self.turn_degrees,
+                centre_degrees: self.centre_degrees,
+                ..defaults.turns
+            },
+            ..defaults
+        }
+    }
+
     fn origin_allowed(&self, origin: Option<&str>) -> bool {
         let allowed: Vec<&String> = self
             .allowed_origins
@@ -195,9 +240,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What a client may ask for on the WebSocket URL (an extension).
+#[derive(serde::Deserialize)]
+struct SessionQuery {
+    session_type: Option<SessionKind>,
+}
+
 async fn websocket(
     upgrade: WebSocketUpgrade,
     Path(token): Path<String>,
+    Query(query): Query<SessionQuery>,
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Response {
@@ -226,7 +278,10 @@ async fn websocket(
                 return;
             }
             let span = tracing::info_span!("session", token = %token);
-            session::run(socket, token, state).instrument(span).await;
+            let kind = query.session_type.unwrap_or(state.config.session_type);
+            session::run(socket, token, kind, state)
+                .instrument(span)
+                .await;
         })
 }
 

@@ -64,6 +64,8 @@ pub mod close {
     /// A newer connection took over this session's token (a normal end, for this socket).
     pub const REPLACED: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    /// An authentication session ran out of time.
+    pub const SESSION_EXPIRED: u16 = 4401;
     pub const MALFORMED_TOKEN: u16 = 4400;
     pub const UNKNOWN_SESSION: u16 = 4404;
     pub const FRAME_BUDGET_USED: u16 = 4429;

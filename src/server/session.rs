@@ -15,11 +15,12 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::frame;
-use crate::liveness::blinks::{BlinkCounter, BlinkRules};
-use crate::liveness::events::{MotionCounter, MotionRules, MouthCounter, MouthRules};
-use crate::liveness::indicators::{MOUTH, mean_eye_aspect_ratio, motion, mouth_aspect_ratio};
+use crate::liveness::check::{LivenessCheck, SessionKind, Verdict};
+use crate::liveness::pose::head_pose;
+use crate::liveness::quality::{self, QualityRules};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 use crate::server::AppState;
+use crate::server::answers::{self, FaceReport, Timings};
 use crate::server::metrics::{Metrics, Outcome};
 use crate::server::protocol::{ClientMessage, FrameRefusal, close, parse_binary, parse_text};
 use crate::server::worker::{FrameJob, FrameOutcome, Refused};
@@ -47,11 +48,11 @@ struct Session {
     frames_accepted: u64,
     frames_processed: u64,
     recent_frames: VecDeque<Instant>,
-    blinks: BlinkCounter,
-    mouth: MouthCounter,
-    motion: MotionCounter,
+    liveness: LivenessCheck,
     started: Instant,
-    last_box: Option<[f32; 4]>,
+    /// Set once the liveness verdict is in: the close code and reason to end with, once the
+    /// answers owed before it are sent.
+    ending: Option<(u16, &'static str)>,
 }
 
 /// Frames a session may have waiting behind the one on the device.
@@ -59,7 +60,7 @@ const MAX_WAITING_FRAMES: usize = 4;
 /// On shutdown, how long a session may take to answer the frames it already took.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
+pub async fn run(mut socket: WebSocket, token: String, kind: SessionKind, state: AppState) {
     let config = state.config.clone();
     let mut session = Session {
         id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
@@ -70,22 +71,24 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
         frames_accepted: 0,
         frames_processed: 0,
         recent_frames: VecDeque::new(),
-        blinks: BlinkCounter::new(BlinkRules::default()),
-        mouth: MouthCounter::new(MouthRules::default()),
-        motion: MotionCounter::new(MotionRules::default()),
+        liveness: LivenessCheck::new(kind, config.liveness_rules()),
         started: Instant::now(),
-        last_box: None,
+        ending: None,
     };
     state.metrics.open_sessions.fetch_add(1, Ordering::Relaxed);
     let (claim, mut replaced) = state.active_tokens.claim(&session.token);
-    let hello = json!({
-        "type": "connection_established",
-        "session_token": session.token,
-        "session_type": "liveness",
-        "status": "active",
-        "timeout": config.session_timeout_secs,
-        "message": "Send frames as {\"type\":\"frame\",\"image\":\"data:image/jpeg;base64,...\"}",
+    let liveness_deadline = session.liveness.timeout().map(|timeout| {
+        // Just past the timeout, so that the check finds it run out.
+        tokio::time::Instant::from_std(session.started + timeout) + Duration::from_millis(1)
     });
+    let hello = answers::connection_established(
+        &session.token,
+        &session.liveness,
+        session
+            .liveness
+            .timeout()
+            .map_or(config.session_timeout_secs, |t| t.as_secs()),
+    );
     let mut shutdown = state.shutdown.clone();
     let idle_limit = Duration::from_secs(config.session_timeout_secs);
     let mut close_with = None;
@@ -100,8 +103,9 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
                 }
             };
             let drain_deadline = draining_until.unwrap_or_else(tokio::time::Instant::now);
+            let reading = draining_until.is_none() && session.ending.is_none();
             tokio::select! {
-                message = tokio::time::timeout(idle_limit, socket.recv()), if draining_until.is_none() => {
+                message = tokio::time::timeout(idle_limit, socket.recv()), if reading => {
                     let Ok(Some(Ok(message))) = message else { break };
                     match on_message(&mut session, &state, message).await {
                         Ok(()) => {}
@@ -112,6 +116,11 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
                     let (_, id, received) = session.in_flight.take().expect("a frame was in flight");
                     let answer = on_outcome(&mut session, outcome, id, received);
                     session.owed.push_front(Slot::Ready(answer));
+                    conclude(&mut session, &state);
+                }
+                _ = sleep_until_some(liveness_deadline), if session.ending.is_none() => {
+                    session.liveness.tick(session.started.elapsed());
+                    conclude(&mut session, &state);
                 }
                 _ = shutdown.changed(), if draining_until.is_none() => {
                     draining_until = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
@@ -129,6 +138,9 @@ pub async fn run(mut socket: WebSocket, token: String, state: AppState) {
             let frames_owed = session.in_flight.is_some() || !session.owed.is_empty();
             if draining_until.is_some() && !frames_owed && close_with.is_none() {
                 close_with = Some((close::GOING_AWAY, "server shutting down"));
+            }
+            if session.ending.is_some() && !frames_owed && close_with.is_none() {
+                close_with = session.ending;
             }
             if let Some((code, reason)) = close_with {
                 let frame = CloseFrame {
@@ -285,56 +297,92 @@ fn on_outcome(
     };
     session.tracker = Some(outcome.tracker);
     session.frames_processed += 1;
-    let timings = json!({
-        "queue_wait_ms": outcome.queue_wait.as_secs_f64() * 1e3,
-        "inference_ms": outcome.inference.as_secs_f64() * 1e3,
-        "total_ms": received.elapsed().as_secs_f64() * 1e3,
-        "batch_size": outcome.batch_size,
-    });
-    let Some(face) = outcome.faces.first() else {
-        session.last_box = None;
-        return with_id(
-            json!({
-                "type": "frame_processed",
-                "success": false,
-                "error": "No face detected",
-                "frames_processed": session.frames_processed,
-                "timings": timings,
-            }),
-            id,
-        );
+    let timings = Timings {
+        queue_wait_ms: outcome.queue_wait.as_secs_f64() * 1e3,
+        inference_ms: outcome.inference.as_secs_f64() * 1e3,
+        total_ms: received.elapsed().as_secs_f64() * 1e3,
+        batch_size: outcome.batch_size,
     };
-    let ratio = mean_eye_aspect_ratio(&face.points);
-    session.blinks.update(ratio);
-    let mouth_ratio = mouth_aspect_ratio(&face.points, MOUTH);
-    session.mouth.update(mouth_ratio);
-    let face_box = face.bounding_box();
-    let moved = session
-        .last_box
-        .map_or(0.0, |previous| motion(previous, face_box));
-    session.last_box = Some(face_box);
-    session
-        .motion
-        .update(moved, received.duration_since(session.started));
-    with_id(
-        json!({
-            "type": "frame_processed",
-            "success": true,
-            "frames_processed": session.frames_processed,
-            "blinks_detected": session.blinks.blinks(),
-            "motion_score": moved,
-            "motion_events": session.motion.events(),
-            "mouth_openings": session.mouth.openings(),
-            "mouth_aspect_ratio": mouth_ratio,
-            "message": "Face detected",
-            "visual_data": { "face_bbox": face_box, "landmarks": face.points },
-            "face_presence": face.presence,
-            "eye_aspect_ratio": ratio,
-            "faces": outcome.faces.len(),
-            "timings": timings,
-        }),
-        id,
-    )
+    let time = received.duration_since(session.started);
+    let frames = session.frames_processed;
+    let Some(face) = outcome.faces.first() else {
+        let progress = session.liveness.observe_no_face(time);
+        return with_id(answers::no_face(frames, &progress, &timings), id);
+    };
+    let pose = head_pose(&face.points).unwrap_or_default();
+    let quality = quality::assess(
+        &outcome.frame,
+        face.bounding_box(),
+        outcome.faces.len(),
+        pose,
+        &QualityRules::default(),
+    );
+    let report = FaceReport {
+        face,
+        faces: outcome.faces.len(),
+        quality: &quality,
+    };
+    let answer = if quality.rejection.is_some() {
+        let progress = session.liveness.observe_no_face(time);
+        answers::frame_rejected(frames, &report, &progress, &timings)
+    } else {
+        let (indicators, progress) =
+            session
+                .liveness
+                .observe(&face.points, face.bounding_box(), quality.score, time);
+        answers::face_processed(frames, &report, &indicators, &progress, &timings)
+    };
+    with_id(answer, id)
+}
+
+/// Once the liveness verdict is in, the session ends: the answers already made go out, then
+/// the verdict's message, then the close. Frames still waiting cannot change the verdict and
+/// are dropped.
+fn conclude(session: &mut Session, state: &AppState) {
+    if session.ending.is_some() {
+        return;
+    }
+    let progress = session.liveness.progress();
+    let frames = session.frames_processed;
+    let (message, ending) = match progress.verdict {
+        Verdict::InProgress => return,
+        Verdict::Passed => (
+            answers::liveness_passed(&session.token, session.liveness.kind(), frames, &progress),
+            (close::NORMAL, "liveness passed"),
+        ),
+        Verdict::TimedOut => (
+            answers::authentication_timeout(
+                &session.token,
+                state.config.authentication_timeout_secs,
+                frames,
+                &progress,
+            ),
+            (close::SESSION_EXPIRED, "authentication timed out"),
+        ),
+    };
+    let answered = session
+        .owed
+        .iter()
+        .take_while(|slot| matches!(slot, Slot::Ready(_)))
+        .count();
+    session.owed.truncate(answered);
+    session.in_flight = None;
+    session.owed.push_back(Slot::Ready(message));
+    session.ending = Some(ending);
+    let counter = match progress.verdict {
+        Verdict::Passed => &state.metrics.liveness_passed,
+        _ => &state.metrics.liveness_timed_out,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(verdict = ?progress.verdict, score = progress.liveness_score, "liveness concluded");
+}
+
+/// Waits until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn with_id(mut answer: Value, id: Option<Value>) -> Value {
@@ -349,6 +397,7 @@ async fn send(socket: &mut WebSocket, answer: Value, metrics: &Metrics) -> Resul
     match answer["type"].as_str() {
         Some("frame_processed") if answer["success"] == true => metrics.answered(Outcome::Face),
         Some("frame_processed") => metrics.answered(Outcome::NoFace),
+        Some("frame_rejected") => metrics.answered(Outcome::QualityRejected),
         Some("error") => {
             let code = answer["code"].as_u64().unwrap_or(0) as u16;
             metrics.answered(Outcome::Refused(code));

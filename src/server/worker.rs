@@ -36,6 +36,8 @@ pub struct Refused {
 
 pub struct FrameOutcome {
     pub faces: Vec<FaceLandmarks>,
+    /// The frame, handed back for the session's quality checks.
+    pub frame: RgbImage,
     pub tracker: FaceTracker,
     pub queue_wait: Duration,
     pub inference: Duration,
@@ -171,6 +173,7 @@ fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metri
             for ((job, queue_wait), faces) in jobs.into_iter().zip(faces) {
                 let _ = job.reply.send(Ok(FrameOutcome {
                     faces,
+                    frame: job.frame,
                     tracker: job.tracker,
                     queue_wait,
                     inference,

@@ -3,6 +3,8 @@
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;

@@ -1,0 +1,133 @@
+//! A seed client's side of the protocol for tests: a real server on port 0 with the CPU
+//! backend, real WebSocket clients, and real images encoded as clients send them.
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use face_service::device::ComputeDevice;
+use face_service::liveness::check::SessionKind;
+use face_service::models::{FaceModels, ModelOptions};
+use face_service::server::{self, Running, ServeConfig};
+use image::{ImageFormat, RgbImage};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::fixtures;
+
+pub type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub fn config() -> ServeConfig {
+    ServeConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        max_batch: 16,
+        max_queue_delay_ms: 20,
+        queue_capacity: 64,
+        frame_deadline_ms: 30_000,
+        max_frame_bytes: 4 << 20,
+        max_frame_side: 4096,
+        max_fps: 1000.0,
+        max_frames_per_session: 0,
+        session_timeout_secs: 60,
+        max_num_faces: 1,
+        open_sessions: true,
+        allowed_origins: Vec::new(),
+        session_type: SessionKind::Enrollment,
+        authentication_timeout_secs: 30,
+        blinks_required: 2,
+        turn_degrees: 15.0,
+        centre_degrees: 7.0,
+    }
+}
+
+pub async fn start(config: ServeConfig) -> Running {
+    let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).unwrap();
+    server::start(config, models).await.unwrap()
+}
+
+/// The astronaut photo (512x512, one face).
+pub fn astronaut() -> RgbImage {
+    let path = fixtures().join("face_mesh/astronaut.png");
+    image::open(path).unwrap().to_rgb8()
+}
+
+pub fn astronaut_jpeg() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    astronaut()
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)
+        .unwrap();
+    bytes
+}
+
+pub fn png(image: RgbImage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+pub fn frame_message(image: &[u8], id: u64) -> Message {
+    let data = base64::engine::general_purpose::STANDARD.encode(image);
+    Message::text(
+        json!({ "type": "frame", "image": format!("data:image/jpeg;base64,{data}"), "id": id })
+            .to_string(),
+    )
+}
+
+pub async fn connect(address: SocketAddr, token: &str) -> Client {
+    connect_with(address, token, "").await.0
+}
+
+/// Opens a session with `query` on the URL (`""` or e.g. `"?session_type=authentication"`);
+/// returns the client and the server's `connection_established`.
+pub async fn connect_with(address: SocketAddr, token: &str, query: &str) -> (Client, Value) {
+    let url = format!("ws://{address}/ws/auth/process-image/{token}/{query}");
+    let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let hello = next_json(&mut client).await;
+    assert_eq!(hello["type"], "connection_established");
+    assert_eq!(hello["session_token"], token);
+    (client, hello)
+}
+
+/// `image` as a JPEG of the given quality.
+pub fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+        .encode_image(image)
+        .unwrap();
+    bytes
+}
+
+pub async fn next_json(client: &mut Client) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), client.next())
+            .await
+            .expect("an answer within a minute")
+            .expect("the socket is open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+pub async fn send(client: &mut Client, message: Message) {
+    use futures_util::SinkExt;
+    client.send(message).await.unwrap();
+}
+
+/// Reads until the server's close frame and returns its code.
+pub async fn close_code(client: &mut Client) -> Option<u16> {
+    use futures_util::StreamExt;
+    loop {
+        match client.next().await {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
