@@ -9,20 +9,9 @@ use std::time::Duration;
 use face_service::server::ServeConfig;
 use image::RgbImage;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use common::client::*;
-
-/// The body of a plain HTTP/1.1 GET.
-async fn get_text(address: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
-}
 
 async fn get(address: SocketAddr, path: &str) -> Value {
     serde_json::from_str(&get_text(address, path).await).unwrap()

@@ -231,6 +231,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(demo_page))
         .route("/ws/auth/process-image/{token}/", get(websocket))
         .route("/ws/auth/process-image/{token}", get(websocket))
         .route("/api/health/", get(health))
@@ -283,6 +284,12 @@ async fn websocket(
                 .instrument(span)
                 .await;
         })
+}
+
+/// The live demo: one self-contained page, compiled in, that streams the camera over the
+/// seed protocol and draws what comes back.
+async fn demo_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("demo/index.html"))
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {

@@ -12,6 +12,7 @@ use face_service::models::{FaceModels, ModelOptions};
 use face_service::server::{self, Running, ServeConfig};
 use image::{ImageFormat, RgbImage};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::fixtures;
@@ -130,4 +131,14 @@ pub async fn close_code(client: &mut Client) -> Option<u16> {
             other => panic!("expected a close frame, got {other:?}"),
         }
     }
+}
+
+/// The body of a plain HTTP/1.1 GET.
+pub async fn get_text(address: SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
