@@ -200,7 +200,13 @@ fn run(args: Args) -> Result<(), AnyError> {
 }
 
 fn serve(config: ServeConfig, models: FaceModels) -> Result<(), AnyError> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    // Frames are decoded on tokio's blocking pool. Decoding is CPU-bound, so more threads than
+    // twice the cores only add memory under a flood of frames; tokio's default would allow 512.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(2 * cores)
+        .build()?;
     runtime.block_on(async {
         let running = server::start(config, models).await?;
         shutdown_signal().await;

@@ -167,13 +167,25 @@ pub struct Running {
     pub admission: Arc<Admission>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Running {
     /// Stops accepting, tells open sessions `1001`, and waits for them to finish.
     pub async fn shut_down(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await.expect("the server task does not panic")
+        let served = self.task.await.expect("the server task does not panic");
+        // axum's graceful shutdown does not wait for connections upgraded to WebSockets: wait
+        // here for the sessions to answer what they took and close, each within its grace
+        // period, or the process would exit under them and cut their sockets.
+        let deadline =
+            tokio::time::Instant::now() + session::SHUTDOWN_GRACE + Duration::from_secs(2);
+        while self.metrics.open_sessions.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        served
     }
 }
 
@@ -201,6 +213,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     let address = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
     let admission = Arc::new(Admission::new(config.open_sessions));
+    let state_metrics = metrics.clone();
     let state = AppState {
         config: Arc::new(config),
         worker,
@@ -226,6 +239,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
         admission,
         stop,
         task,
+        metrics: state_metrics,
     })
 }
 

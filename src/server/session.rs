@@ -58,7 +58,7 @@ struct Session {
 /// Frames a session may have waiting behind the one on the device.
 const MAX_WAITING_FRAMES: usize = 4;
 /// On shutdown, how long a session may take to answer the frames it already took.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(mut socket: WebSocket, token: String, kind: SessionKind, state: AppState) {
     let config = state.config.clone();

@@ -1,0 +1,236 @@
+//! The real `face-service serve` process, as systemd runs it: started from the built binary on
+//! the CPU backend, loaded by real WebSocket clients, watched through `/proc`, and stopped
+//! with SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use common::client::{astronaut_jpeg, connect, get_text};
+
+/// A running server process, killed if the test ends without stopping it.
+struct ServerProcess {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `face-service serve` on a free port with `extra` flags, and waits for it to
+    /// listen (the address comes from its log).
+    fn start(extra: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_face-service"))
+            .args(["serve", "--device", "cpu", "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting face-service");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = stderr.lines().map_while(Result::ok);
+            let address = lines.by_ref().find_map(|line| {
+                let line = strip_ansi(&line);
+                let rest = line.split_once("listening")?.1;
+                rest.split_once("address=")?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+            let _ = address_tx.send(address);
+            // Keep draining the log so the server never blocks on a full pipe.
+            lines.for_each(drop);
+        });
+        let address = address_rx
+            .recv_timeout(Duration::from_secs(120))
+            .ok()
+            .flatten()
+            .expect("the server logged its address");
+        ServerProcess { child, address }
+    }
+
+    /// Resident memory in KiB and thread count, from `/proc/PID/status`.
+    fn usage(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        (field("VmRSS:"), field("Threads:"))
+    }
+
+    async fn open_sessions(&self) -> u64 {
+        let status: Value = serde_json::from_str(&get_text(self.address, "/api/status/").await)
+            .expect("status JSON");
+        status["open_sessions"].as_u64().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One round of sessions that come and go in every way a client can: a third stream three
+/// frames and close properly, a third send three frames and vanish before the answers (frames
+/// still queued), a third send garbage, then a frame, and vanish after the answers.
+async fn sessions_come_and_go(address: SocketAddr, sessions: usize, round: usize) {
+    let jpeg = astronaut_jpeg();
+    let tasks: Vec<_> = (0..sessions)
+        .map(|i| {
+            let jpeg = jpeg.clone();
+            tokio::spawn(async move {
+                let mut client = connect(address, &format!("leak_{round}_{i}")).await;
+                match i % 3 {
+                    0 => {
+                        for _ in 0..3 {
+                            client.send(Message::binary(jpeg.clone())).await.unwrap();
+                            client.next().await;
+                        }
+                        client.close(None).await.unwrap();
+                    }
+                    1 => {
+                        for _ in 0..3 {
+                            client.send(Message::binary(jpeg.clone())).await.unwrap();
+                        }
+                        // Dropped here: the TCP connection goes away with frames queued.
+                    }
+                    _ => {
+                        client.send(Message::text("{not json")).await.unwrap();
+                        client
+                            .send(Message::binary(b"\xff\xd8garbage".to_vec()))
+                            .await
+                            .unwrap();
+                        client.send(Message::binary(jpeg.clone())).await.unwrap();
+                        for _ in 0..3 {
+                            client.next().await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_that_come_and_go_leak_neither_memory_nor_threads() {
+    let server = ServerProcess::start(&["--max-fps", "1000"]);
+    let mut usage = Vec::new();
+    for round in 0..12 {
+        sessions_come_and_go(server.address, 45, round).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.open_sessions().await > 0 {
+            assert!(Instant::now() < deadline, "sessions did not end");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        usage.push(server.usage());
+    }
+    eprintln!("after each round of 45 sessions, (RSS KiB, threads): {usage:?}");
+    // The first rounds fill the allocator's pools (glibc's per-thread arenas settle after
+    // some 300 sessions here) and start the pooled threads; after that, 180 more sessions
+    // (each holding a 512x512 frame and a tracker while open) must not grow the process: a
+    // leak of what one session holds would add over 100 MB.
+    let (settled_rss, settled_threads) = usage[7];
+    let (last_rss, last_threads) = usage[11];
+    assert!(
+        last_rss <= settled_rss + 16 * 1024,
+        "resident memory grew from {settled_rss} to {last_rss} KiB"
+    );
+    assert!(
+        last_threads <= settled_threads,
+        "threads grew from {settled_threads} to {last_threads}"
+    );
+}
+
+/// Streams frames (send, await the answer) until the server closes; returns frames sent,
+/// frames answered, and the close code.
+async fn stream_until_closed(address: SocketAddr, token: String) -> (u64, u64, Option<u16>) {
+    let jpeg = astronaut_jpeg();
+    let mut client = connect(address, &token).await;
+    let (mut sent, mut answered) = (0, 0);
+    loop {
+        if client.send(Message::binary(jpeg.clone())).await.is_err() {
+            break;
+        }
+        sent += 1;
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Text(_))) => {
+                    answered += 1;
+                    break;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return (sent, answered, frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                _ => return (sent, answered, None),
+            }
+        }
+    }
+    (sent, answered, None)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_answers_the_frames_taken_closes_1001_and_exits_0() {
+    let mut server = ServerProcess::start(&["--max-fps", "1000", "--max-frames-per-session", "0"]);
+    let clients: Vec<_> = (0..6)
+        .map(|i| tokio::spawn(stream_until_closed(server.address, format!("term_{i}"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for client in clients {
+        let (sent, answered, closed) = client.await.unwrap();
+        assert_eq!(closed, Some(1001), "sent {sent}, answered {answered}");
+        assert!(answered > 0, "the load was running");
+        // Only a frame sent after the server stopped reading may go unanswered.
+        assert!(answered + 1 >= sent, "sent {sent}, answered {answered}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+}
