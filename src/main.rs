@@ -123,6 +123,16 @@ struct BenchArgs {
     /// Print the report as JSON instead of a summary.
     #[arg(long)]
     json: bool,
+    /// Sweep: run at each of these session counts in turn (e.g. `4,8,16,24,32`), stopping at
+    /// the first not served, and report the largest load served (replaces --sessions).
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// In a sweep, a step is served only with its p99 latency at most this many ms.
+    #[arg(long, default_value_t = 500.0)]
+    p99_bound_ms: f64,
+    /// In a sweep, draw answers per second and p99 latency against sessions into this SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -244,12 +254,42 @@ fn run_bench(args: BenchArgs) -> Result<(), AnyError> {
         warmup: Duration::from_secs_f64(args.warmup),
         frames,
         binary: args.binary,
+        progress: true,
     };
-    let report = tokio::runtime::Runtime::new()?.block_on(bench::run(config))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    if args.sweep.is_empty() {
+        let report = runtime.block_on(bench::run(config))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{}", report.summary());
+        }
+        return Ok(());
+    }
+    let report = runtime.block_on(bench::sweep::sweep(&config, &args.sweep, args.p99_bound_ms))?;
+    if let Some(path) = &args.plot {
+        let fps = config
+            .fps
+            .map_or("closed loop".to_owned(), |f| format!("{f} fps"));
+        let title = format!("face-service sweep: sessions at {fps}, {}", config.url);
+        std::fs::write(path, bench::sweep::svg(&report, &title))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", report.summary());
+        match (
+            report.largest_sessions_served,
+            report.largest_load_served_fps,
+        ) {
+            (Some(sessions), Some(load)) => println!(
+                "largest load served: {sessions} sessions, {load:.1} frames/s (p99 <= {} ms, no errors)",
+                args.p99_bound_ms
+            ),
+            _ => println!(
+                "no step was served (p99 <= {} ms, no errors)",
+                args.p99_bound_ms
+            ),
+        }
     }
     Ok(())
 }

@@ -301,6 +301,7 @@ async fn the_load_harness_reports_counts_that_add_up() {
         warmup: Duration::from_millis(300),
         frames: vec![astronaut_jpeg(), blank, b"not an image".to_vec()],
         binary: false,
+        progress: false,
     })
     .await
     .unwrap();
@@ -317,6 +318,47 @@ async fn the_load_harness_reports_counts_that_add_up() {
         "{report:?}"
     );
     assert!(report.latency_ms_p50 > 0.0 && report.latency_ms_p50 <= report.latency_ms_max);
+    // The server's own account of the same stretch, from its /metrics.
+    let measured = report
+        .server
+        .as_ref()
+        .expect("face-service exposes its metrics");
+    assert!(
+        measured.batches > 0 && measured.mean_batch_size >= 1.0,
+        "{measured:?}"
+    );
+    let bucketed: u64 = measured.batch_sizes.iter().map(|(_, n)| n).sum();
+    assert_eq!(bucketed, measured.batches);
+    server.shut_down().await.unwrap();
+}
+
+/// The sweep raises sessions step by step and reports the largest load served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_reports_the_largest_load_served() {
+    use face_service::bench::{BenchConfig, sweep};
+    let server = start(config()).await;
+    let config = BenchConfig {
+        url: format!("ws://{}", server.address),
+        sessions: 0,
+        fps: Some(5.0),
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(300),
+        frames: vec![astronaut_jpeg()],
+        binary: true,
+        progress: false,
+    };
+    let report = sweep::sweep(&config, &[1, 2], 10_000.0).await.unwrap();
+    assert_eq!(report.steps.len(), 2);
+    assert_eq!(report.largest_sessions_served, Some(2));
+    let sent = report.steps[1].frames_sent as f64 / report.steps[1].seconds;
+    assert_eq!(report.largest_load_served_fps, Some(sent));
+    assert!(sweep::svg(&report, "test").contains("largest served: 2 sessions"));
+    // A bound no server meets stops the sweep at its first step.
+    let strict = sweep::sweep(&config, &[1, 2], 0.0).await.unwrap();
+    assert_eq!(
+        (strict.steps.len(), strict.largest_sessions_served),
+        (1, None)
+    );
     server.shut_down().await.unwrap();
 }
 

