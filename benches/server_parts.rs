@@ -1,0 +1,161 @@
+//! The server's per-frame costs outside the models, each on its own: decoding a client's JPEG,
+//! cutting the landmark model's input out of a frame (on the CPU, and with the crop shader
+//! for a batch of 32 where a wgpu adapter exists), forming a batch in the scheduler's queue,
+//! and encoding a `frame_processed` answer as JSON.
+//!
+//!     cargo bench --bench server_parts
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use face_service::bench::carphone_clip;
+use face_service::frame;
+use face_service::gpu::crop::{CropJob, GpuCrop};
+use face_service::liveness::check::{LivenessCheck, LivenessRules, SessionKind};
+use face_service::liveness::pose::head_pose;
+use face_service::liveness::quality::{QualityRules, assess};
+use face_service::pipeline::crop::{Border, PixelRect, crop};
+use face_service::pipeline::face_mesh::FaceLandmarks;
+use face_service::scheduler::queue::{BatchQueue, Next, QueueLimits};
+use face_service::server::answers::{self, FaceReport, Timings};
+use image::RgbImage;
+
+const WEBCAM: (u32, u32) = (640, 480);
+/// A face-sized region of the carphone frame, turned a little, as tracking gives it.
+const ROI: PixelRect = PixelRect {
+    x_center: 300.0,
+    y_center: 220.0,
+    width: 260.0,
+    height: 260.0,
+    rotation: -0.25,
+};
+
+fn webcam_frame() -> RgbImage {
+    carphone_clip(WEBCAM.0, WEBCAM.1)
+        .expect("the bundled clip")
+        .swap_remove(40)
+}
+
+fn decode(c: &mut Criterion) {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&webcam_frame())
+        .unwrap();
+    c.bench_function("frame/decode_jpeg_640x480_q80", |b| {
+        b.iter(|| frame::decode(&jpeg, frame::DEFAULT_MAX_SIDE).unwrap())
+    });
+}
+
+fn crops(c: &mut Criterion) {
+    let frame = webcam_frame();
+    c.bench_function("crop/cpu_landmark_input_192", |b| {
+        b.iter(|| crop(&frame, &ROI, 192, 192, Border::Replicate))
+    });
+    let Some(gpu) = GpuCrop::on_default_adapter() else {
+        eprintln!("crop/gpu: no wgpu adapter, skipped");
+        return;
+    };
+    // 32 sessions' frames, each uploaded once and cropped on the device, read back.
+    let frames: Vec<RgbImage> = (0..32).map(|_| frame.clone()).collect();
+    let refs: Vec<&RgbImage> = frames.iter().collect();
+    let jobs: Vec<CropJob> = (0..32)
+        .map(|i| CropJob {
+            frame: i,
+            rect: ROI,
+        })
+        .collect();
+    let mut group = c.benchmark_group("crop/gpu");
+    group.sample_size(10);
+    group.bench_function("landmark_input_192_batch_32", |b| {
+        b.iter(|| gpu.crop(&refs, &jobs, (192, 192), Border::Replicate, [0.0, 1.0]))
+    });
+    group.finish();
+}
+
+fn scheduler(c: &mut Criterion) {
+    let limits = QueueLimits {
+        max_batch: 32,
+        max_delay: Duration::from_millis(5),
+        capacity: 256,
+    };
+    c.bench_function("scheduler/queue_256_frames_into_batches_of_32", |b| {
+        b.iter(|| {
+            let mut queue = BatchQueue::new(limits);
+            let now = Instant::now();
+            for i in 0..256u64 {
+                let _ = queue.push(i, i % 64, now, now + Duration::from_secs(2));
+            }
+            let mut dropped = Vec::new();
+            let mut batches = 0;
+            while let Next::Run(batch) = queue.next_batch(now, |_| true, &mut dropped) {
+                batches += batch.len();
+            }
+            batches
+        })
+    });
+}
+
+fn answer_json(c: &mut Criterion) {
+    // A real face: the astronaut's landmarks as MediaPipe gives them, in the fixtures.
+    let values: Vec<f32> = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/fixtures/face_mesh/astronaut_static.landmarks.f32"
+    ))
+    .unwrap()
+    .chunks_exact(4)
+    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+    .collect();
+    let face = FaceLandmarks {
+        presence: 0.99,
+        points: values.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+    };
+    let photo = image::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/fixtures/face_mesh/astronaut.png"
+    ))
+    .unwrap()
+    .to_rgb8();
+    let pose = head_pose(&face.points).unwrap();
+    let quality = assess(
+        &photo,
+        face.bounding_box(),
+        1,
+        pose,
+        &QualityRules::default(),
+    );
+    let mut check = LivenessCheck::new(SessionKind::Enrollment, LivenessRules::default());
+    let (indicators, progress) = check.observe(
+        &face.points,
+        face.bounding_box(),
+        quality.score,
+        Duration::ZERO,
+    );
+    let timings = Timings {
+        queue_wait_ms: 1.0,
+        inference_ms: 7.0,
+        total_ms: 9.0,
+        batch_size: 8,
+    };
+    let report = FaceReport {
+        face: &face,
+        faces: 1,
+        quality: &quality,
+    };
+    c.bench_function("answer/frame_processed_json_468_points", |b| {
+        b.iter(|| answers::face_processed(7, &report, &indicators, &progress, &timings).to_string())
+    });
+    c.bench_function("liveness/quality_of_a_512px_frame", |b| {
+        b.iter(|| {
+            assess(
+                &photo,
+                face.bounding_box(),
+                1,
+                pose,
+                &QualityRules::default(),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, decode, crops, scheduler, answer_json);
+criterion_main!(benches);
