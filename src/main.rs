@@ -114,7 +114,9 @@ struct BenchArgs {
     /// Seconds before measuring starts.
     #[arg(long, default_value_t = 3.0)]
     warmup: f64,
-    /// A directory of JPEG/PNG frames; by default the 120 carphone frames at 640x480, JPEG q80.
+    /// A directory of JPEG/PNG frames, or a file: an MJPEG video (JPEG frames back to back,
+    /// as `ffmpeg -f mjpeg` writes) or one image. By default the 120 carphone frames at
+    /// 640x480, JPEG quality 80.
     #[arg(long)]
     frames: Option<PathBuf>,
     /// Send frames as binary messages instead of the seed's JSON base64.
@@ -228,6 +230,7 @@ fn serve(config: ServeConfig, models: FaceModels) -> Result<(), AnyError> {
 
 fn run_bench(args: BenchArgs) -> Result<(), AnyError> {
     let frames = match &args.frames {
+        Some(file) if file.is_file() => bench::frames_of_file(std::fs::read(file)?),
         Some(dir) => {
             let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
                 .map(|entry| entry.map(|e| e.path()))

@@ -86,6 +86,27 @@ async fn every_message_gets_its_answer_in_order() {
     server.shut_down().await.unwrap();
 }
 
+/// A small real PNG whose header is patched to claim `width` x `height`.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut file = png(RgbImage::from_pixel(64, 48, image::Rgb([90, 90, 90])));
+    // Signature (8), IHDR length (4), then "IHDR", width, height, ..., and the CRC of the
+    // 17 bytes from "IHDR" on.
+    assert_eq!(&file[12..16], b"IHDR");
+    file[16..20].copy_from_slice(&width.to_be_bytes());
+    file[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = file[12..29].iter().fold(!0u32, |crc, &byte| {
+        (0..8).fold(crc ^ u32::from(byte), |c, _| {
+            if c & 1 == 1 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            }
+        })
+    });
+    file[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    file
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_frames_are_refused_before_they_cost_anything() {
     let server = start(ServeConfig {
@@ -103,10 +124,14 @@ async fn huge_frames_are_refused_before_they_cost_anything() {
         .expect("a baseline JPEG");
     bomb[sof + 5..sof + 9].copy_from_slice(&[0x4e, 0x20, 0x4e, 0x20]);
     send(&mut client, Message::binary(bomb)).await;
+    // The same with a PNG: a real one whose IHDR claims 20000x20000 (its CRC recomputed, so
+    // the file is well formed up to its pixels).
+    send(&mut client, Message::binary(png_claiming(20_000, 20_000))).await;
     // More bytes than the limit: refused before decoding (413).
     send(&mut client, Message::binary(vec![0u8; 100_001])).await;
-    assert_eq!(next_json(&mut client).await["code"], 413);
-    assert_eq!(next_json(&mut client).await["code"], 413);
+    for _ in 0..3 {
+        assert_eq!(next_json(&mut client).await["code"], 413);
+    }
     // The session goes on.
     send(&mut client, Message::text(r#"{"type":"ping"}"#)).await;
     assert_eq!(next_json(&mut client).await["type"], "pong");

@@ -44,6 +44,34 @@ pub fn carphone_clip(width: u32, height: u32) -> image::ImageResult<Vec<RgbImage
         .collect())
 }
 
+/// The frames of a file given to `--frames`: an MJPEG stream (JPEG images back to back) is
+/// split at each image's end-of-image marker (inside a JPEG's data, 0xFF is always escaped, so
+/// the marker cannot appear by chance); anything else is one frame.
+pub fn frames_of_file(bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    const START: [u8; 2] = [0xFF, 0xD8];
+    const END: [u8; 2] = [0xFF, 0xD9];
+    if !bytes.starts_with(&START) {
+        return vec![bytes];
+    }
+    let mut frames = Vec::new();
+    let mut start = 0;
+    let mut at = 2;
+    while at + 1 < bytes.len() {
+        if bytes[at..at + 2] == END {
+            frames.push(bytes[start..at + 2].to_vec());
+            start = at + 2;
+            at = start + 2;
+        } else {
+            at += 1;
+        }
+    }
+    if start < bytes.len() {
+        // A last frame without its end marker: sent as it is, to be refused as truncated.
+        frames.push(bytes[start..].to_vec());
+    }
+    frames
+}
+
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     /// `ws://host:port` of the server.
@@ -355,5 +383,29 @@ impl BenchReport {
             self.latency_ms_max,
             server,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_mjpeg_stream_splits_into_its_jpeg_frames() {
+        let frames = carphone_clip(64, 48).unwrap();
+        let jpegs: Vec<Vec<u8>> = frames[..3]
+            .iter()
+            .map(|frame| {
+                let mut jpeg = Vec::new();
+                image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+                    .encode_image(frame)
+                    .unwrap();
+                jpeg
+            })
+            .collect();
+        assert_eq!(frames_of_file(jpegs.concat()), jpegs);
+        // A PNG (or any other file) is one frame.
+        let png = b"\x89PNG\r\n\x1a\nrest".to_vec();
+        assert_eq!(frames_of_file(png.clone()), vec![png]);
     }
 }
