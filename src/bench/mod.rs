@@ -283,18 +283,33 @@ async fn session(
                     }
                 }
             }
-            let _ = sink.close().await;
-            sent
+            // The socket closes only once the answers owed have come back (below): a server
+            // drops the frames of a client that said goodbye.
+            (sent, sink)
         })
     };
     let mut tally = SessionTally::default();
     let mut pending: VecDeque<Instant> = VecDeque::new();
     // After the last send, wait a little for the answers still owed.
     let drain_until = until + Duration::from_secs(5);
+    // Set when the sender has sent its last frame (its channel of send times closes).
+    let mut sender_done = false;
     loop {
-        let message = match tokio::time::timeout_at(drain_until.into(), stream.next()).await {
-            Ok(Some(Ok(message))) => message,
-            _ => break,
+        let message = tokio::select! {
+            time = sent_rx.recv(), if !sender_done => {
+                match time {
+                    Some(time) => pending.push_back(time),
+                    None => sender_done = true,
+                }
+                if sender_done && pending.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            next = tokio::time::timeout_at(drain_until.into(), stream.next()) => match next {
+                Ok(Some(Ok(message))) => message,
+                _ => break,
+            },
         };
         let text = match message {
             Message::Text(text) => text,
@@ -334,16 +349,14 @@ async fn session(
                     .or_default() += 1
             }
         }
-        if Instant::now() >= until
-            && pending.is_empty()
-            && sent_rx.is_empty()
-            && sender.is_finished()
-        {
+        if sender_done && pending.is_empty() {
             break;
         }
     }
     drop(answered);
-    tally.sent = sender.await.map_err(|e| e.to_string())?;
+    let (sent, mut sink) = sender.await.map_err(|e| e.to_string())?;
+    let _ = sink.close().await;
+    tally.sent = sent;
     Ok(tally)
 }
 
