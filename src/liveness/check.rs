@@ -694,6 +694,25 @@ mod tests {
         assert_eq!(after.blinks_detected, 0);
         // The same closed eyes on a still face are a blink.
         assert_eq!(session.blink().blinks_detected, 1);
+        // The edge: a face that moved just under 0.06 of its diagonal still shows its eyes.
+        let diagonal = 120f32.hypot(140.0);
+        session.feed(REST, 10);
+        session.feed(
+            Pose {
+                eyes: 0.05,
+                shift: 0.059 * diagonal,
+                ..REST
+            },
+            1,
+        );
+        let after = session.feed(
+            Pose {
+                shift: 0.059 * diagonal,
+                ..REST
+            },
+            1,
+        );
+        assert_eq!(after.blinks_detected, 2);
     }
 
     #[test]

@@ -104,12 +104,36 @@ pub fn crop(
         let fx = (x & i64::from(SUBPIXEL_STEPS - 1)) as i32;
         let fy = (y & i64::from(SUBPIXEL_STEPS - 1)) as i32;
         let weights = fixed_point_weights(fx, fy);
-        for channel in 0..3 {
-            let sum = weights[0] * tap(x0, y0, channel)
-                + weights[1] * tap(x0 + 1, y0, channel)
-                + weights[2] * tap(x0, y0 + 1, channel)
-                + weights[3] * tap(x0 + 1, y0 + 1, channel);
-            pixel[channel] = ((sum + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS).clamp(0, 255) as u8;
+        let blend = |taps: [i32; 4]| {
+            let sum = weights[0] * taps[0]
+                + weights[1] * taps[1]
+                + weights[2] * taps[2]
+                + weights[3] * taps[3];
+            ((sum + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS).clamp(0, 255) as u8
+        };
+        if x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height {
+            // The whole 2x2 window is inside the frame (nearly every pixel of a face crop):
+            // read its two rows directly, no border rule per tap.
+            let top = ((y0 * width + x0) * 3) as usize;
+            let bottom = top + (width * 3) as usize;
+            let (top, bottom) = (&pixels[top..top + 6], &pixels[bottom..bottom + 6]);
+            for channel in 0..3 {
+                pixel[channel] = blend([
+                    i32::from(top[channel]),
+                    i32::from(top[channel + 3]),
+                    i32::from(bottom[channel]),
+                    i32::from(bottom[channel + 3]),
+                ]);
+            }
+        } else {
+            for channel in 0..3 {
+                pixel[channel] = blend([
+                    tap(x0, y0, channel),
+                    tap(x0 + 1, y0, channel),
+                    tap(x0, y0 + 1, channel),
+                    tap(x0 + 1, y0 + 1, channel),
+                ]);
+            }
         }
     }
     out
