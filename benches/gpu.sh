@@ -48,7 +48,8 @@ fi
 server=$!
 trap 'kill -TERM $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
-    curl -fs http://127.0.0.1:8003/api/ready/ > /dev/null 2>&1 && break
+    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8003/api/ready/', timeout=2)" \
+        2> /dev/null && break
     sleep 0.5
 done
 "$bin" bench --url ws://127.0.0.1:8003 --sweep "$sweep" --fps 9.5 --seconds "$run_seconds" \

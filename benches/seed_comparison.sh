@@ -30,6 +30,13 @@ sessions_list=(${sessions_list[*]})
 mkdir -p "$out"
 
 if [ ! -x "$venv/bin/gunicorn" ]; then
+    # Debian ships venv support as its own package.
+    if ! python3 -c "import ensurepip" 2> /dev/null; then
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+    fi
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q -r benches/seed_server/requirements.txt
 fi
@@ -38,7 +45,8 @@ bin="$CARGO_TARGET_DIR/release/face-service"
 
 wait_for() {  # URL
     for _ in $(seq 1 600); do
-        curl -fs "$1" > /dev/null 2>&1 && return 0
+        python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+            "$1" 2> /dev/null && return 0
         sleep 0.5
     done
     echo "no answer from $1" >&2

@@ -179,6 +179,11 @@ async fn a_seed_client_enrolls_end_to_end() {
     assert_eq!(code, 1000);
     // It passed on holding still: eight still frames after the last turn's return.
     assert!(index >= frames.len() - 12 + 7, "passed at frame {index}");
+    let status: Value =
+        serde_json::from_str(&get_text(server.address, "/api/status/").await).unwrap();
+    assert_eq!(status["liveness_passed"], 1);
+    let metrics = get_text(server.address, "/metrics").await;
+    assert!(metrics.contains("face_service_liveness_sessions_total{verdict=\"passed\"} 1\n"));
     server.shut_down().await.unwrap();
 }
 
@@ -335,5 +340,14 @@ async fn a_printed_photo_never_passes_liveness() {
         answers.len()
     );
     assert!(answers.iter().all(|a| a["liveness_verified"] != true));
+    let status: Value =
+        serde_json::from_str(&get_text(server.address, "/api/status/").await).unwrap();
+    assert_eq!(
+        (
+            status["liveness_passed"].as_u64(),
+            status["liveness_timed_out"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
     server.shut_down().await.unwrap();
 }

@@ -326,6 +326,8 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
         "frames_rejected_overload": metrics.refused(503),
         "frames_dropped_deadline": metrics.refused(504),
         "frames_abandoned": load(&metrics.frames_abandoned),
+        "liveness_passed": load(&metrics.liveness_passed),
+        "liveness_timed_out": load(&metrics.liveness_timed_out),
     }))
 }
 
