@@ -33,8 +33,9 @@ impl Default for ModelOptions {
     }
 }
 
-/// The detector and the landmark model, loaded once onto one device.
-#[derive(Debug)]
+/// The detector and the landmark model, loaded once onto one device. A clone shares the
+/// loaded weights.
+#[derive(Debug, Clone)]
 pub struct FaceModels {
     pub device: ComputeDevice,
     pub detector: FaceDetector,

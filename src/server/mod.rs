@@ -44,6 +44,10 @@ pub struct ServeConfig {
     /// Most frames in one device batch.
     #[arg(long, env = "FACE_SERVICE_MAX_BATCH", default_value_t = 32)]
     pub max_batch: usize,
+    /// On the CPU backend, device workers running frames side by side, each on one core
+    /// (0: one per core). A GPU always has one.
+    #[arg(long, env = "FACE_SERVICE_CPU_WORKERS", default_value_t = 0)]
+    pub cpu_workers: usize,
     /// Longest a frame waits for others to fill its batch, in milliseconds.
     #[arg(long, env = "FACE_SERVICE_MAX_QUEUE_DELAY_MS", default_value_t = 5)]
     pub max_queue_delay_ms: u64,
@@ -195,8 +199,15 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     // A GPU compiles kernels per batch shape: keep the shapes few and warm them up.
     let on_gpu = matches!(models.device.backend, Backend::Wgpu { .. });
     let metrics = Arc::new(Metrics::default());
+    let workers = match (on_gpu, config.cpu_workers) {
+        (true, _) => 1,
+        (false, 0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        (false, n) => n,
+    };
+    tracing::info!(workers, "device workers");
     let worker = worker::spawn(
         models,
+        workers,
         QueueLimits {
             max_batch: config.max_batch,
             max_delay: Duration::from_millis(config.max_queue_delay_ms),
