@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -19,6 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use common::child::{KillOnDrop, spawn_until_stderr_says};
 use common::client::{Client, config, start};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -72,47 +73,29 @@ struct Browser {
     next_id: u64,
 }
 
-/// Chromium's process, killed however the test ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 impl Browser {
     async fn open(url: &str, camera: &[String], profile: &Path) -> Browser {
         assert!(
             Path::new(CHROMIUM).exists(),
             "the demo test needs Debian's chromium package (.ci/run installs it)"
         );
-        let mut process = KillOnDrop(
-            Command::new(CHROMIUM)
-                .args([
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--remote-debugging-port=0",
-                    "--window-size=1200,800",
-                    &format!("--user-data-dir={}", profile.display()),
-                ])
-                .args(camera)
-                .arg(url)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("starting chromium"),
-        );
+        let mut chromium = Command::new(CHROMIUM);
+        chromium
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1200,800",
+                &format!("--user-data-dir={}", profile.display()),
+            ])
+            .args(camera)
+            .arg(url);
         // Chromium says where DevTools listens on its first lines of stderr.
-        let stderr = BufReader::new(process.0.stderr.take().unwrap());
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = stderr.lines().map_while(Result::ok);
-            let port = lines.by_ref().find_map(|line| {
+        let (process, port) =
+            spawn_until_stderr_says(&mut chromium, Duration::from_secs(30), |line| {
                 let rest = line.split_once("DevTools listening on ws://")?.1;
                 rest.split_once('/')?
                     .0
@@ -121,15 +104,6 @@ impl Browser {
                     .parse::<u16>()
                     .ok()
             });
-            let _ = port_tx.send(port);
-            // Keep reading so that Chromium never blocks on a full pipe.
-            lines.for_each(drop);
-        });
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .flatten()
-            .expect("chromium printed its DevTools address");
         let devtools: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(30);
         let page_url = loop {

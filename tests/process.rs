@@ -4,20 +4,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
+use common::child::{KillOnDrop, spawn_until_stderr_says};
 use common::client::{astronaut_jpeg, connect, get_text};
 
 /// A running server process, killed if the test ends without stopping it.
 struct ServerProcess {
-    child: Child,
+    child: KillOnDrop,
     address: SocketAddr,
 }
 
@@ -25,7 +25,8 @@ impl ServerProcess {
     /// Starts `face-service serve` on a free port with `extra` flags, and waits for it to
     /// listen (the address comes from its log).
     fn start(extra: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_face-service"))
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_face-service"));
+        serve
             .args(["serve", "--device", "cpu", "--bind", "127.0.0.1:0"])
             .args(extra)
             .env("NO_COLOR", "1")
@@ -35,17 +36,10 @@ impl ServerProcess {
             // 170 MB after 1,800 sessions here), hiding a small leak. A fixed threshold hands
             // large buffers back to the system when freed, so what stays resident is what the
             // process still holds (about 27 MB here).
-            .env("MALLOC_MMAP_THRESHOLD_", "131072")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting face-service");
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = stderr.lines().map_while(Result::ok);
-            let address = lines.by_ref().find_map(|line| {
-                let line = strip_ansi(&line);
+            .env("MALLOC_MMAP_THRESHOLD_", "131072");
+        let (child, address) =
+            spawn_until_stderr_says(&mut serve, Duration::from_secs(120), |line| {
+                let line = strip_ansi(line);
                 let rest = line.split_once("listening")?.1;
                 rest.split_once("address=")?
                     .1
@@ -54,21 +48,13 @@ impl ServerProcess {
                     .parse()
                     .ok()
             });
-            let _ = address_tx.send(address);
-            // Keep draining the log so the server never blocks on a full pipe.
-            lines.for_each(drop);
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(120))
-            .ok()
-            .flatten()
-            .expect("the server logged its address");
         ServerProcess { child, address }
     }
 
     /// Resident memory in KiB and thread count, from `/proc/PID/status`.
     fn usage(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).unwrap();
         let field = |name: &str| {
             status
                 .lines()
@@ -84,13 +70,6 @@ impl ServerProcess {
         let status: Value = serde_json::from_str(&get_text(self.address, "/api/status/").await)
             .expect("status JSON");
         status["open_sessions"].as_u64().unwrap()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -226,7 +205,7 @@ async fn sigterm_under_load_answers_the_frames_taken_closes_1001_and_exits_0() {
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let killed = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &server.child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -239,7 +218,7 @@ async fn sigterm_under_load_answers_the_frames_taken_closes_1001_and_exits_0() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
+        if let Some(status) = server.child.0.try_wait().unwrap() {
             break status;
         }
         assert!(

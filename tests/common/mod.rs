@@ -3,6 +3,7 @@
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod client;
 
 use std::path::{Path, PathBuf};
