@@ -127,6 +127,7 @@ fn answer_json(c: &mut Criterion) {
     let (indicators, progress) = check.observe(
         &face.points,
         face.bounding_box(),
+        pose,
         quality.score,
         Duration::ZERO,
     );
@@ -138,6 +139,7 @@ fn answer_json(c: &mut Criterion) {
     };
     let report = FaceReport {
         face: &face,
+        face_box: face.bounding_box(),
         faces: 1,
         quality: &quality,
     };

@@ -156,9 +156,15 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
         )));
     }
     // The server's own metrics over the measured stretch (none from servers without them).
-    let metrics_before = {
-        tokio::time::sleep_until(counted_from.into()).await;
-        scrape(&config.url).await.ok()
+    let server_measures = {
+        let url = config.url.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(counted_from.into()).await;
+            let before = scrape(&url).await.ok()?;
+            tokio::time::sleep_until(until.into()).await;
+            let after = scrape(&url).await.ok()?;
+            ServerMeasures::between(&before, &after)
+        })
     };
     let progress = config.progress.then(|| {
         let live = live.clone();
@@ -183,12 +189,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
         ..BenchReport::default()
     };
     let mut latencies = Vec::new();
-    let mut metrics_after = None;
     for task in sessions {
         let tally = task.await.map_err(|e| e.to_string())??;
-        if metrics_after.is_none() {
-            metrics_after = Some(scrape(&config.url).await.ok());
-        }
         report.frames_sent += tally.sent;
         report.frames_answered += tally.answered;
         report.faces += tally.faces;
@@ -214,9 +216,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
     report.latency_ms_p99 = at(0.99);
     report.latency_ms_max = latencies.last().copied().unwrap_or(0.0);
     report.answers_per_second = report.frames_answered as f64 / report.seconds;
-    if let (Some(before), Some(Some(after))) = (metrics_before, metrics_after) {
-        report.server = ServerMeasures::between(&before, &after);
-    }
+    report.server = server_measures.await.map_err(|e| e.to_string())?;
     if let Some(progress) = progress {
         progress.abort();
     }

@@ -22,7 +22,7 @@ use crate::liveness::events::{
 use crate::liveness::indicators::{
     LEFT_EYE, MOUTH, RIGHT_EYE, eye_aspect_ratio, motion, mouth_aspect_ratio,
 };
-use crate::liveness::pose::{HeadPose, head_pose};
+use crate::liveness::pose::HeadPose;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -243,12 +243,14 @@ impl LivenessCheck {
         (self.kind == SessionKind::Authentication).then_some(self.rules.authentication_timeout)
     }
 
-    /// Feeds one usable frame: its face's 468 points and box (`[x, y, w, h]`) in pixels, the
+    /// Feeds one usable frame: its face's 468 points and box (`[x, y, w, h]`) in pixels, its
+    /// head pose (`pose::head_pose` of the points; the frame's quality needed it first), the
     /// frame's quality score, and its time since the session began.
     pub fn observe(
         &mut self,
         points: &[[f32; 3]],
         face_box: [f32; 4],
+        pose: HeadPose,
         quality_score: f32,
         time: Duration,
     ) -> (Indicators, Progress) {
@@ -271,7 +273,6 @@ impl LivenessCheck {
         };
         let mouth_ratio = mouth_aspect_ratio(points, MOUTH);
         self.mouth.update(mouth_ratio);
-        let pose = head_pose(points).unwrap_or_default();
         self.turns.update(pose.yaw);
         self.motion.update(moved, time);
         self.stillness.update(moved, quality_score);
@@ -431,6 +432,7 @@ impl LivenessCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::liveness::pose::head_pose;
 
     /// A synthetic face whose eye and mouth ratios, yaw and position are set directly: the
     /// counters' own tests cover the thresholds; these cover how the check strings them.
@@ -476,6 +478,10 @@ mod tests {
         (points, [pose.shift - 60.0, -70.0, 120.0, 140.0])
     }
 
+    fn pose_of(points: &[[f32; 3]]) -> HeadPose {
+        head_pose(points).expect("the synthetic face has axes")
+    }
+
     struct Session {
         check: LivenessCheck,
         frame: u32,
@@ -496,7 +502,10 @@ mod tests {
                 let (points, face_box) = face(pose);
                 let time = Duration::from_millis(100 * self.frame as u64);
                 self.frame += 1;
-                last = self.check.observe(&points, face_box, 0.9, time).1;
+                last = self
+                    .check
+                    .observe(&points, face_box, pose_of(&points), 0.9, time)
+                    .1;
             }
             last
         }
@@ -588,7 +597,9 @@ mod tests {
         let (points, face_box) = face(REST);
         for i in 0..10 {
             let time = Duration::from_secs(10 + i);
-            session.check.observe(&points, face_box, 0.3, time);
+            session
+                .check
+                .observe(&points, face_box, pose_of(&points), 0.3, time);
         }
         assert_eq!(session.current(), Some(Challenge::HoldStill));
         // A lost face breaks a run.
@@ -650,7 +661,8 @@ mod tests {
         );
         // The verdict stands, whatever comes after.
         let (points, face_box) = face(REST);
-        let (_, progress) = check.observe(&points, face_box, 0.9, Duration::from_secs(31));
+        let pose = pose_of(&points);
+        let (_, progress) = check.observe(&points, face_box, pose, 0.9, Duration::from_secs(31));
         assert_eq!(progress.message, "Authentication timed out");
         assert!(!progress.liveness_verified);
         let enrollment = LivenessCheck::new(SessionKind::Enrollment, LivenessRules::default());

@@ -2,6 +2,7 @@
 //! and our extensions (pose, indicators, quality, challenge, timings) beside them. Only shapes
 //! live here; what goes in them is decided by the session and the liveness check.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::liveness::check::{Challenge, Indicators, LivenessCheck, Progress, SessionKind};
@@ -28,6 +29,7 @@ pub fn connection_established(token: &str, check: &LivenessCheck, timeout_secs: 
 }
 
 /// What the device did for one frame, for clients that show latency.
+#[derive(Serialize)]
 pub struct Timings {
     pub queue_wait_ms: f64,
     pub inference_ms: f64,
@@ -35,20 +37,11 @@ pub struct Timings {
     pub batch_size: usize,
 }
 
-impl Timings {
-    fn to_json(&self) -> Value {
-        json!({
-            "queue_wait_ms": self.queue_wait_ms,
-            "inference_ms": self.inference_ms,
-            "total_ms": self.total_ms,
-            "batch_size": self.batch_size,
-        })
-    }
-}
-
 /// The face of a frame and all that was measured on it.
 pub struct FaceReport<'a> {
     pub face: &'a FaceLandmarks,
+    /// `face.bounding_box()`, as the session already computed it.
+    pub face_box: [f32; 4],
     pub faces: usize,
     pub quality: &'a Quality,
 }
@@ -113,7 +106,7 @@ pub fn no_face(frames_processed: u64, progress: &Progress, timings: &Timings) ->
         "frames_processed": frames_processed,
         "liveness_verified": progress.liveness_verified,
         "liveness_score": progress.liveness_score,
-        "timings": timings.to_json(),
+        "timings": timings,
     })
 }
 
@@ -164,12 +157,12 @@ fn face_fields(report: &FaceReport<'_>, timings: &Timings) -> Value {
         "quality_score": report.quality.score,
         "quality": report.quality,
         "visual_data": {
-            "face_bbox": report.face.bounding_box(),
+            "face_bbox": report.face_box,
             "landmarks": report.face.points,
         },
         "face_presence": report.face.presence,
         "faces": report.faces,
-        "timings": timings.to_json(),
+        "timings": timings,
     })
 }
 

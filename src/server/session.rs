@@ -309,16 +309,18 @@ fn on_outcome(
         let progress = session.liveness.observe_no_face(time);
         return with_id(answers::no_face(frames, &progress, &timings), id);
     };
+    let face_box = face.bounding_box();
     let pose = head_pose(&face.points).unwrap_or_default();
     let quality = quality::assess(
         &outcome.frame,
-        face.bounding_box(),
+        face_box,
         outcome.faces.len(),
         pose,
         &QualityRules::default(),
     );
     let report = FaceReport {
         face,
+        face_box,
         faces: outcome.faces.len(),
         quality: &quality,
     };
@@ -329,7 +331,7 @@ fn on_outcome(
         let (indicators, progress) =
             session
                 .liveness
-                .observe(&face.points, face.bounding_box(), quality.score, time);
+                .observe(&face.points, face_box, pose, quality.score, time);
         answers::face_processed(frames, &report, &indicators, &progress, &timings)
     };
     with_id(answer, id)
@@ -344,11 +346,12 @@ fn conclude(session: &mut Session, state: &AppState) {
     }
     let progress = session.liveness.progress();
     let frames = session.frames_processed;
-    let (message, ending) = match progress.verdict {
+    let (message, ending, counter) = match progress.verdict {
         Verdict::InProgress => return,
         Verdict::Passed => (
             answers::liveness_passed(&session.token, session.liveness.kind(), frames, &progress),
             (close::NORMAL, "liveness passed"),
+            &state.metrics.liveness_passed,
         ),
         Verdict::TimedOut => (
             answers::authentication_timeout(
@@ -358,6 +361,7 @@ fn conclude(session: &mut Session, state: &AppState) {
                 &progress,
             ),
             (close::SESSION_EXPIRED, "authentication timed out"),
+            &state.metrics.liveness_timed_out,
         ),
     };
     let answered = session
@@ -369,10 +373,6 @@ fn conclude(session: &mut Session, state: &AppState) {
     session.in_flight = None;
     session.owed.push_back(Slot::Ready(message));
     session.ending = Some(ending);
-    let counter = match progress.verdict {
-        Verdict::Passed => &state.metrics.liveness_passed,
-        _ => &state.metrics.liveness_timed_out,
-    };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::info!(verdict = ?progress.verdict, score = progress.liveness_score, "liveness concluded");
 }
