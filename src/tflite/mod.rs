@@ -1,10 +1,14 @@
 //! A reader for the parts of a TFLite model file that face-service needs: the named tensors of
-//! the first subgraph, their shapes and element types, and the bytes of their constant buffers.
+//! the first subgraph, their shapes and element types, the bytes of their constant buffers, and
+//! the options of its custom operators.
 //!
 //! A `.tflite` file is a FlatBuffer (schema: tensorflow/lite/schema/schema.fbs). We read it
-//! directly instead of pulling in generated code for the whole schema: only four tables are
-//! touched (Model, SubGraph, Tensor, Buffer), and every offset is bounds-checked so that a
-//! damaged file produces an error, never a panic or an out-of-bounds read.
+//! directly instead of pulling in generated code for the whole schema: only six tables are
+//! touched (Model, SubGraph, Tensor, Buffer, Operator, OperatorCode), and every offset is
+//! bounds-checked so that a damaged file produces an error, never a panic or an out-of-bounds
+//! read.
+
+pub mod flexbuffers;
 
 use std::collections::HashMap;
 
@@ -89,10 +93,21 @@ impl TensorInfo<'_> {
     }
 }
 
-/// The tensors of a TFLite model's first (and, for MediaPipe's models, only) subgraph, by name.
+/// One custom operator of the graph (MediaPipe's attention model has three kinds): its name,
+/// the tensor it writes, and its options, a FlexBuffers map (read with `flexbuffers`).
+#[derive(Debug, Clone)]
+pub struct CustomOp<'a> {
+    pub code: String,
+    pub output: String,
+    pub options: &'a [u8],
+}
+
+/// The tensors of a TFLite model's first (and, for MediaPipe's models, only) subgraph, by name,
+/// and its custom operators in graph order.
 #[derive(Debug)]
 pub struct TfliteModel<'a> {
     tensors: HashMap<String, TensorInfo<'a>>,
+    custom_ops: Vec<CustomOp<'a>>,
 }
 
 impl<'a> TfliteModel<'a> {
@@ -106,6 +121,7 @@ impl<'a> TfliteModel<'a> {
             .and_then(|subgraphs| subgraphs.into_iter().next())
             .ok_or_else(|| TfliteError::Malformed("the model has no subgraph".into()))?;
         let mut tensors = HashMap::new();
+        let mut names = Vec::new();
         for tensor in subgraph.vector_of_tables(0)?.unwrap_or_default() {
             let name = tensor.string(3)?.unwrap_or_default();
             let shape = tensor
@@ -124,6 +140,7 @@ impl<'a> TfliteModel<'a> {
                     .unwrap_or_default(),
                 _ => &[],
             };
+            names.push(name.clone());
             tensors.insert(
                 name.clone(),
                 TensorInfo {
@@ -134,7 +151,24 @@ impl<'a> TfliteModel<'a> {
                 },
             );
         }
-        Ok(Self { tensors })
+        let custom_ops = read_custom_ops(&model, &subgraph, &names)?;
+        Ok(Self {
+            tensors,
+            custom_ops,
+        })
+    }
+
+    /// The custom operators called `code`, in graph order.
+    pub fn custom_ops(&self, code: &str) -> impl Iterator<Item = &CustomOp<'a>> {
+        self.custom_ops.iter().filter(move |op| op.code == code)
+    }
+
+    /// The custom operator that writes the tensor `output`.
+    pub fn custom_op_writing(&self, output: &str) -> Result<&CustomOp<'a>, TfliteError> {
+        self.custom_ops
+            .iter()
+            .find(|op| op.output == output)
+            .ok_or_else(|| TfliteError::MissingTensor(output.to_owned()))
     }
 
     /// The tensor called `name`.
@@ -167,6 +201,43 @@ impl<'a> TfliteModel<'a> {
             .map(|t| t.shape.iter().product::<usize>())
             .sum()
     }
+}
+
+/// The operators whose code is a custom one (OperatorCode.custom_code set), with the name of
+/// their first output and their options.
+fn read_custom_ops<'a>(
+    model: &Table<'a>,
+    subgraph: &Table<'a>,
+    tensor_names: &[String],
+) -> Result<Vec<CustomOp<'a>>, TfliteError> {
+    let codes = model
+        .vector_of_tables(1)?
+        .unwrap_or_default()
+        .iter()
+        .map(|code| code.string(1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ops = Vec::new();
+    for operator in subgraph.vector_of_tables(3)?.unwrap_or_default() {
+        let code_index = operator.scalar_u32(0)?.unwrap_or(0) as usize;
+        let Some(Some(code)) = codes.get(code_index) else {
+            continue;
+        };
+        let output = operator
+            .vector_of_i32(2)?
+            .unwrap_or_default()
+            .first()
+            .and_then(|&i| tensor_names.get(usize::try_from(i).ok()?))
+            .cloned()
+            .ok_or_else(|| {
+                TfliteError::Malformed(format!("custom operator {code} has no output tensor"))
+            })?;
+        ops.push(CustomOp {
+            code: code.clone(),
+            output,
+            options: operator.vector_of_u8(5)?.unwrap_or_default(),
+        });
+    }
+    Ok(ops)
 }
 
 /// An error about the tensor called `tensor`, so that a damaged file says where it is damaged.
@@ -318,7 +389,7 @@ impl<'a> Table<'a> {
 pub(crate) mod tests {
     use super::*;
 
-    const LANDMARKS: &[u8] = include_bytes!("../weights/face_landmark.tflite");
+    const LANDMARKS: &[u8] = include_bytes!("../../weights/face_landmark.tflite");
 
     #[test]
     fn reads_the_landmark_models_tensors() {
