@@ -41,6 +41,16 @@ struct Args {
     #[arg(long, env = "FACE_SERVICE_SKIP_WEIGHT_CHECKSUM", global = true)]
     skip_weight_checksum: bool,
 
+    /// Run MediaPipe's attention model (478 points: the mesh with refined lips and eyes, and
+    /// the irises), as the seed's `refine_landmarks=True`, instead of the 468-point model.
+    #[arg(
+        long,
+        alias = "refine",
+        env = "FACE_SERVICE_REFINE_LANDMARKS",
+        global = true
+    )]
+    refine_landmarks: bool,
+
     /// Log filter, in `tracing` syntax (`info`, `face_service=debug`, ...).
     #[arg(long, env = "FACE_SERVICE_LOG", default_value = "info", global = true)]
     log_level: String,
@@ -73,9 +83,6 @@ enum Command {
         /// frame, running the detector only when a face is missing.
         #[arg(long)]
         video: bool,
-        /// 478 points with irises (MediaPipe's attention model).
-        #[arg(long)]
-        refine: bool,
         /// Draw the landmarks and box over each image into this PNG (with several images,
         /// `-N` is added before the extension).
         #[arg(long)]
@@ -175,6 +182,7 @@ fn run(args: Args) -> Result<(), AnyError> {
             .clone()
             .map_or(WeightSource::Embedded, WeightSource::Directory),
         verify_checksum: !args.skip_weight_checksum,
+        refine_landmarks: args.refine_landmarks,
     };
     if let Command::Bench(bench) = args.command {
         return run_bench(bench);
@@ -190,17 +198,9 @@ fn run(args: Args) -> Result<(), AnyError> {
             max_faces,
             r#static: _,
             video,
-            refine,
             overlay,
             images,
         } => {
-            if refine {
-                return Err(
-                    "--refine needs MediaPipe's attention model (478 points with irises), \
-                            which face-service does not run yet"
-                        .into(),
-                );
-            }
             let mode = if video {
                 TrackingMode::Video
             } else {
@@ -328,7 +328,7 @@ fn list_models(models: &FaceModels, options: &ModelOptions) -> Result<(), AnyErr
         let in_file = TfliteModel::parse(&file.bytes)?.float_constant_count();
         let loaded = match models.parameter_count(kind) {
             Some(count) => format!("{count} parameters loaded"),
-            None => "not runnable yet (its custom ops come with the shaders work)".to_owned(),
+            None => "not loaded (the other landmark model is; see --refine-landmarks)".to_owned(),
         };
         println!(
             "{:<26} {}x{} input, {} weights in {} ({}), {loaded}",
@@ -419,7 +419,7 @@ fn numbered(path: &Path, index: usize, count: usize) -> PathBuf {
 fn infer(models: &FaceModels, model: RawModel, path: &PathBuf) -> Result<(), AnyError> {
     let kind = match model {
         RawModel::Detector => ModelKind::Detector,
-        RawModel::Landmarks => ModelKind::Landmarks,
+        RawModel::Landmarks => models.landmarker.kind(),
     };
     let input = kind.description().input;
     let image = image::open(path)?.to_rgb8();

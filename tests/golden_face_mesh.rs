@@ -34,6 +34,9 @@ struct Case {
     max_faces: usize,
     faces_per_frame: Vec<usize>,
     landmarks: String,
+    /// Run with `refine_landmarks=True`: 478 points per face.
+    #[serde(default)]
+    refine: bool,
 }
 
 fn case(name: &str) -> Case {
@@ -43,11 +46,13 @@ fn case(name: &str) -> Case {
         .unwrap()
 }
 
-/// MediaPipe's landmarks, one `Vec` of 468 points per face found, in frame order.
+/// MediaPipe's landmarks, one `Vec` of 468 (refined: 478) points per face found, in frame
+/// order.
 fn expected_faces(case: &Case) -> Vec<Vec<[f32; 3]>> {
     let values = read_f32(&fixtures().join("face_mesh").join(&case.landmarks));
+    let points = if case.refine { 478 } else { 468 };
     values
-        .chunks_exact(468 * 3)
+        .chunks_exact(points * 3)
         .map(|face| face.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
         .collect()
 }
@@ -60,8 +65,12 @@ fn carphone_640x480() -> Vec<RgbImage> {
 
 /// Mean and worst (x, y) distance between two meshes, in pixels.
 fn errors(actual: &FaceLandmarks, expected: &[[f32; 3]]) -> (f32, f32) {
+    assert_eq!(actual.points.len(), expected.len(), "points per face");
+    distances(&actual.points, expected)
+}
+
+fn distances(actual: &[[f32; 3]], expected: &[[f32; 3]]) -> (f32, f32) {
     let distances: Vec<f32> = actual
-        .points
         .iter()
         .zip(expected)
         .map(|(a, e)| ((a[0] - e[0]).powi(2) + (a[1] - e[1]).powi(2)).sqrt())
@@ -89,7 +98,7 @@ fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> 
     let mesh = FaceMesh::new(models, options);
     let mut tracker = FaceTracker::new(mode);
     let mut expected = expected_faces(case).into_iter();
-    let (mut sum_of_means, mut worst, mut faces) = (0.0, 0.0f32, 0);
+    let (mut sum_of_means, mut worst, mut iris_worst, mut faces) = (0.0, 0.0f32, 0.0f32, 0);
     let mut per_frame = Vec::new();
     for (index, frame) in frames.iter().enumerate() {
         let found = tracker.process(&mesh, frame).unwrap();
@@ -104,16 +113,26 @@ fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> 
         for face in &found {
             // Faces may come in another order when scores tie closely: pair each with the
             // nearest of MediaPipe's.
-            let (mean, max) = theirs
+            let nearest = theirs
                 .iter()
-                .map(|expected| errors(face, expected))
-                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .min_by(|a, b| errors(face, a).0.total_cmp(&errors(face, b).0))
                 .unwrap();
+            let (mean, max) = errors(face, nearest);
             assert!(
                 mean < MEAN_TOLERANCE_PX && max < WORST_TOLERANCE_PX,
                 "{label} {} frame {index}: mean {mean:.3} px, worst {max:.3} px",
                 case.name
             );
+            if case.refine {
+                // The ten iris points on their own: a mean over 478 points could hide them.
+                let (iris_mean, iris_max) = distances(&face.points[468..], &nearest[468..]);
+                assert!(
+                    iris_mean < MEAN_TOLERANCE_PX && iris_max < WORST_TOLERANCE_PX,
+                    "{label} {} frame {index}: irises mean {iris_mean:.3} px, worst {iris_max:.3} px",
+                    case.name
+                );
+                iris_worst = iris_worst.max(iris_max);
+            }
             sum_of_means += mean;
             worst = worst.max(max);
             faces += 1;
@@ -121,7 +140,8 @@ fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> 
         per_frame.push(found);
     }
     eprintln!(
-        "{label} {}: {faces} faces, mean error {:.3} px, worst {worst:.3} px, detector ran {} times",
+        "{label} {}: {faces} faces, mean error {:.3} px, worst {worst:.3} px (irises: worst \
+         {iris_worst:.3} px), detector ran {} times",
         case.name,
         sum_of_means / faces.max(1) as f32,
         tracker.detector_runs()
@@ -133,10 +153,15 @@ fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> 
 }
 
 /// The seed's blink rule, run by `tests/golden/make_liveness_golden.py` on MediaPipe's own
-/// landmarks of the carphone clip: the eyes must read closed on the same frames and the
-/// blinks add up frame for frame on ours. No tolerance: a blink is counted or it is not (the
-/// reference's closest ratio to its threshold is 0.004, well clear of our landmarks' error).
-fn assert_blinks_match_the_seed_reference(label: &str, faces: &[Vec<FaceLandmarks>]) {
+/// landmarks of the carphone clip (`reference`, in `fixtures/liveness/`): the eyes must read
+/// closed on the same frames and the blinks add up frame for frame on ours. No tolerance: a
+/// blink is counted or it is not (the references' closest ratios to their thresholds are
+/// 0.004 and, refined, 0.002, well clear of our landmarks' error).
+fn assert_blinks_match_the_seed_reference(
+    label: &str,
+    reference: &str,
+    faces: &[Vec<FaceLandmarks>],
+) {
     #[derive(Deserialize)]
     struct Frame {
         eyes_closed: bool,
@@ -146,7 +171,7 @@ fn assert_blinks_match_the_seed_reference(label: &str, faces: &[Vec<FaceLandmark
     struct Reference {
         frames: Vec<Frame>,
     }
-    let path = fixtures().join("liveness/carphone_blinks.json");
+    let path = fixtures().join("liveness").join(reference);
     let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!(faces.len(), reference.frames.len());
     let mut counter = BlinkCounter::new(BlinkRules::default());
@@ -174,6 +199,15 @@ fn cpu_models() -> FaceModels {
     FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).unwrap()
 }
 
+/// With MediaPipe's attention model: `refine_landmarks=True`.
+fn refining(device: ComputeDevice) -> FaceModels {
+    let options = ModelOptions {
+        refine_landmarks: true,
+        ..ModelOptions::default()
+    };
+    FaceModels::load(device, &options).unwrap()
+}
+
 #[test]
 fn static_mode_matches_mediapipe_on_cpu() {
     let models = cpu_models();
@@ -190,6 +224,24 @@ fn static_mode_matches_mediapipe_on_cpu() {
         &case("carphone_static"),
         &carphone_640x480(),
     );
+}
+
+/// 478 points with irises, against MediaPipe's `refine_landmarks=True`, with the same
+/// tolerances as the mesh (and held on the ten iris points on their own).
+#[test]
+fn refined_landmarks_match_mediapipe_on_cpu() {
+    let models = refining(ComputeDevice::cpu());
+    check(
+        "cpu",
+        &models,
+        &case("astronaut_static_refined"),
+        &astronaut(),
+    );
+    let frames = carphone_640x480();
+    check("cpu", &models, &case("carphone_static_refined"), &frames);
+    let tracked = check("cpu", &models, &case("carphone_video_refined"), &frames);
+    assert_eq!(tracked.tracker.detector_runs(), 1);
+    assert_blinks_match_the_seed_reference("cpu", "carphone_blinks_refined.json", &tracked.faces);
 }
 
 /// Frames with nothing to find, or next to nothing to look at, answer "no faces".
@@ -216,7 +268,7 @@ fn video_mode_tracks_like_mediapipe_detecting_once_on_cpu() {
     // MediaPipe kept the face in every frame, so it detected once; so must we.
     assert!(case.faces_per_frame.iter().all(|&n| n == 1));
     assert_eq!(tracked.tracker.detector_runs(), 1);
-    assert_blinks_match_the_seed_reference("cpu", &tracked.faces);
+    assert_blinks_match_the_seed_reference("cpu", "carphone_blinks.json", &tracked.faces);
 }
 
 /// Streams processed together (one detector batch, one landmark batch per step) give what
@@ -290,8 +342,30 @@ fn video_mode_matches_mediapipe_on_wgpu() {
         &carphone_640x480(),
     );
     assert_eq!(tracked.tracker.detector_runs(), 1);
-    assert_blinks_match_the_seed_reference("wgpu", &tracked.faces);
+    assert_blinks_match_the_seed_reference("wgpu", "carphone_blinks.json", &tracked.faces);
     check("wgpu", &models, &case("astronaut_static"), &astronaut());
+}
+
+/// On wgpu the region patches are sampled on the device (`grid_sample_2d`), not by the host
+/// implementation the CPU runs: this holds that path to MediaPipe too.
+#[test]
+fn refined_landmarks_match_mediapipe_on_wgpu() {
+    let device = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
+    let models = refining(device);
+    check(
+        "wgpu",
+        &models,
+        &case("astronaut_static_refined"),
+        &astronaut(),
+    );
+    let tracked = check(
+        "wgpu",
+        &models,
+        &case("carphone_video_refined"),
+        &carphone_640x480(),
+    );
+    assert_eq!(tracked.tracker.detector_runs(), 1);
+    assert_blinks_match_the_seed_reference("wgpu", "carphone_blinks_refined.json", &tracked.faces);
 }
 
 /// The landmark crops of the model fixtures were cut by OpenCV from these same images, with

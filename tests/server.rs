@@ -6,6 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use face_service::models::ModelOptions;
 use face_service::server::ServeConfig;
 use image::RgbImage;
 use serde_json::Value;
@@ -83,6 +84,40 @@ async fn every_message_gets_its_answer_in_order() {
         (Some(415), Some(3))
     );
     assert_eq!(next_json(&mut client).await["code"], 415);
+    server.shut_down().await.unwrap();
+}
+
+/// With `refine_landmarks` (the attention model) a frame is answered with 478 points, the
+/// irises last, and the status says which landmark model runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn refined_sessions_answer_478_points_with_irises() {
+    let options = ModelOptions {
+        refine_landmarks: true,
+        ..ModelOptions::default()
+    };
+    let server = start_with_models(config(), &options).await;
+    let mut client = connect(server.address, "refined_1").await;
+    send(&mut client, frame_message(&astronaut_jpeg(), 1)).await;
+    let face = next_json(&mut client).await;
+    assert_eq!(face["type"], "frame_processed", "{face}");
+    let points: Vec<[f64; 3]> =
+        serde_json::from_value(face["visual_data"]["landmarks"].clone()).unwrap();
+    assert_eq!(points.len(), 478);
+    // Each iris centre lies between the corners of its eye (33/133 and 362/263).
+    for (iris, [corner_a, corner_b]) in [(468, [33, 133]), (473, [362, 263])] {
+        let (low, high) = (
+            points[corner_a][0].min(points[corner_b][0]),
+            points[corner_a][0].max(points[corner_b][0]),
+        );
+        assert!(
+            (low..high).contains(&points[iris][0]),
+            "iris {iris} at {:?}, eye corners {low}..{high}",
+            points[iris]
+        );
+    }
+    let status = get(server.address, "/api/status/").await;
+    assert_eq!(status["models"][1], "landmarks_with_attention");
+    assert_eq!(status["refine_landmarks"], true);
     server.shut_down().await.unwrap();
 }
 

@@ -5,13 +5,16 @@
 //! runs down to 6x6, where the network forks into the mesh head and the face-flag head. The
 //! tables below are read off `shared/reference/face_landmark.txt`.
 
+use std::borrow::Cow;
+
 use burn::module::Module;
 use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
 use crate::models::description::ModelKind;
-use crate::models::layers::{BlockNames, BlockShape, ResidualBlock, block};
+use crate::models::head::{Head, HeadLayout, load_block};
+use crate::models::layers::{BlockShape, ResidualBlock, block};
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
 
 const STEM_CHANNELS: usize = 16;
@@ -35,39 +38,25 @@ const TRUNK: [BlockShape; 14] = [
     block(128, 128, 1),
 ];
 
-/// One head: residual blocks at 128 channels, a 1x1 projection to 32 channels with a PReLU,
-/// one residual block at 32 channels, and a 3x3 VALID convolution that turns the 3x3 map
-/// into the output vector. Numbers are the suffixes of the tensor names in the file.
-struct HeadLayout {
-    /// (shape, [depthwise, pointwise, prelu]) of each block before the projection.
-    blocks: &'static [(BlockShape, [usize; 3])],
-    /// [conv, prelu] of the projection.
-    projection: [usize; 2],
-    /// [depthwise, pointwise, prelu] of the block after the projection.
-    last_block: [usize; 3],
-    output_conv: usize,
-    outputs: usize,
-}
-
-const HEAD_CHANNELS: usize = 32;
-
 const MESH_HEAD: HeadLayout = HeadLayout {
-    blocks: &[
+    blocks: Cow::Borrowed(&[
         (block(128, 128, 2), [15, 16, 16]),
         (block(128, 128, 1), [16, 17, 17]),
         (block(128, 128, 1), [17, 18, 18]),
-    ],
+    ]),
     projection: [19, 19],
     last_block: [18, 20, 20],
-    output_conv: 21,
+    output: "conv2d_21",
+    output_kernel: 3,
     outputs: 1404,
 };
 
 const FACE_FLAG_HEAD: HeadLayout = HeadLayout {
-    blocks: &[(block(128, 128, 2), [23, 28, 26])],
+    blocks: Cow::Borrowed(&[(block(128, 128, 2), [23, 28, 26])]),
     projection: [29, 27],
     last_block: [24, 30, 28],
-    output_conv: 31,
+    output: "conv2d_31",
+    output_kernel: 3,
     outputs: 1,
 };
 
@@ -117,74 +106,4 @@ impl FaceLandmarker {
             face_presence: self.face_flag.forward(x),
         }
     }
-}
-
-#[derive(Module, Debug)]
-struct Head {
-    blocks: Vec<ResidualBlock>,
-    projection: Conv2d,
-    projection_prelu: PRelu,
-    last_block: ResidualBlock,
-    output: Conv2d,
-}
-
-impl Head {
-    fn load(loader: &LayerLoader<'_>, layout: &HeadLayout) -> Result<Self, WeightError> {
-        let channels_in = layout.blocks[layout.blocks.len() - 1].0.channels_out;
-        Ok(Self {
-            blocks: layout
-                .blocks
-                .iter()
-                .map(|(shape, names)| load_block(loader, *shape, *names))
-                .collect::<Result<Vec<_>, _>>()?,
-            projection: loader.conv(
-                &format!("conv2d_{}", layout.projection[0]),
-                [channels_in, HEAD_CHANNELS],
-                1,
-                1,
-                Padding::Valid,
-            )?,
-            projection_prelu: loader
-                .prelu(&format!("p_re_lu_{}", layout.projection[1]), HEAD_CHANNELS)?,
-            last_block: load_block(
-                loader,
-                block(HEAD_CHANNELS, HEAD_CHANNELS, 1),
-                layout.last_block,
-            )?,
-            output: loader.conv(
-                &format!("conv2d_{}", layout.output_conv),
-                [HEAD_CHANNELS, layout.outputs],
-                3,
-                3,
-                Padding::Valid,
-            )?,
-        })
-    }
-
-    /// `[N, 128, 6, 6]` -> `[N, outputs]`.
-    fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
-        for block in &self.blocks {
-            x = block.forward(x);
-        }
-        let x = self.projection_prelu.forward(self.projection.forward(x));
-        let x = self.output.forward(self.last_block.forward(x));
-        let [batch, outputs, _, _] = x.dims();
-        x.reshape([batch, outputs])
-    }
-}
-
-fn load_block(
-    loader: &LayerLoader<'_>,
-    shape: BlockShape,
-    [depthwise, pointwise, prelu]: [usize; 3],
-) -> Result<ResidualBlock, WeightError> {
-    ResidualBlock::load(
-        loader,
-        shape,
-        BlockNames {
-            depthwise: &format!("depthwise_conv2d_{depthwise}"),
-            pointwise: &format!("conv2d_{pointwise}"),
-            prelu: Some(&format!("p_re_lu_{prelu}")),
-        },
-    )
 }

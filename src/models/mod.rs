@@ -1,7 +1,9 @@
 //! MediaPipe's face networks as burn modules, built from MediaPipe's own weight files.
 
+pub mod attention;
 pub mod description;
 pub mod detector;
+pub mod head;
 pub mod input;
 pub mod landmarks;
 pub mod layers;
@@ -10,18 +12,23 @@ pub mod weights;
 use burn::module::Module;
 use burn::tensor::Tensor;
 
+pub use attention::{FaceLandmarkerWithAttention, PatchSampling};
 pub use description::{ModelDescription, ModelKind};
 pub use detector::{DetectorOutput, FaceDetector};
 pub use landmarks::{FaceLandmarker, LandmarkOutput};
 pub use weights::{WeightError, WeightFile, WeightSource};
 
-use crate::device::ComputeDevice;
+use crate::device::{Backend, ComputeDevice};
 
-/// Where to read weights from, and whether to insist on MediaPipe's exact files.
+/// Where to read weights from, whether to insist on MediaPipe's exact files, and which
+/// landmark model to run.
 #[derive(Debug, Clone)]
 pub struct ModelOptions {
     pub weights: WeightSource,
     pub verify_checksum: bool,
+    /// MediaPipe's `refine_landmarks`: the attention model's 478 points with irises instead
+    /// of the 468-point mesh.
+    pub refine_landmarks: bool,
 }
 
 impl Default for ModelOptions {
@@ -29,6 +36,32 @@ impl Default for ModelOptions {
         Self {
             weights: WeightSource::Embedded,
             verify_checksum: true,
+            refine_landmarks: false,
+        }
+    }
+}
+
+/// The landmark model in use: both take a 192x192 face crop and answer points in its pixels.
+#[derive(Debug, Clone)]
+pub enum Landmarker {
+    /// 468 points.
+    Mesh(FaceLandmarker),
+    /// 478 points: the mesh with refined lips and eyes, and the irises.
+    WithAttention(FaceLandmarkerWithAttention),
+}
+
+impl Landmarker {
+    pub fn forward(&self, input: Tensor<4>) -> LandmarkOutput {
+        match self {
+            Self::Mesh(model) => model.forward(input),
+            Self::WithAttention(model) => model.forward(input),
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Mesh(_) => ModelKind::Landmarks,
+            Self::WithAttention(_) => ModelKind::LandmarksWithAttention,
         }
     }
 }
@@ -39,14 +72,30 @@ impl Default for ModelOptions {
 pub struct FaceModels {
     pub device: ComputeDevice,
     pub detector: FaceDetector,
-    pub landmarker: FaceLandmarker,
+    pub landmarker: Landmarker,
 }
 
 impl FaceModels {
     pub fn load(device: ComputeDevice, options: &ModelOptions) -> Result<Self, WeightError> {
         let weights = |kind| WeightFile::load(kind, &options.weights, options.verify_checksum);
         let detector = FaceDetector::load(&weights(ModelKind::Detector)?, &device.device)?;
-        let landmarker = FaceLandmarker::load(&weights(ModelKind::Landmarks)?, &device.device)?;
+        let landmarker = if options.refine_landmarks {
+            // On the CPU the feature map is already in host memory: sample it there.
+            let sampling = match device.backend {
+                Backend::Cpu { .. } => PatchSampling::Host,
+                Backend::Wgpu { .. } => PatchSampling::Device,
+            };
+            Landmarker::WithAttention(FaceLandmarkerWithAttention::load(
+                &weights(ModelKind::LandmarksWithAttention)?,
+                &device.device,
+                sampling,
+            )?)
+        } else {
+            Landmarker::Mesh(FaceLandmarker::load(
+                &weights(ModelKind::Landmarks)?,
+                &device.device,
+            )?)
+        };
         Ok(Self {
             device,
             detector,
@@ -54,12 +103,16 @@ impl FaceModels {
         })
     }
 
-    /// Parameters of the loaded burn module for `kind`, or None for a model not built yet.
+    /// Parameters of the loaded burn module for `kind`, or None for a landmark model not
+    /// loaded (the other one is).
     pub fn parameter_count(&self, kind: ModelKind) -> Option<usize> {
-        match kind {
-            ModelKind::Detector => Some(self.detector.num_params()),
-            ModelKind::Landmarks => Some(self.landmarker.num_params()),
-            ModelKind::LandmarksWithAttention => None,
+        match (kind, &self.landmarker) {
+            (ModelKind::Detector, _) => Some(self.detector.num_params()),
+            (ModelKind::Landmarks, Landmarker::Mesh(model)) => Some(model.num_params()),
+            (ModelKind::LandmarksWithAttention, Landmarker::WithAttention(model)) => {
+                Some(model.num_params())
+            }
+            _ => None,
         }
     }
 }
@@ -104,6 +157,7 @@ mod tests {
         ModelOptions {
             weights: WeightSource::Directory(dir),
             verify_checksum: false,
+            refine_landmarks: false,
         }
     }
 
@@ -152,7 +206,7 @@ mod tests {
     fn a_missing_weight_file_is_an_error_naming_it() {
         let options = ModelOptions {
             weights: WeightSource::Directory("/nonexistent/weights".into()),
-            verify_checksum: true,
+            ..ModelOptions::default()
         };
         let message = load_landmarks(&options).unwrap_err().to_string();
         assert!(

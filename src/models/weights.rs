@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::models::description::ModelKind;
+use crate::tflite::flexbuffers::Options;
 use crate::tflite::{TfliteError, TfliteModel};
 
 /// Where the weight files come from.
@@ -125,18 +126,38 @@ impl<'a> LayerLoader<'a> {
         })
     }
 
-    fn values(&self, tensor: &str, shape: &[usize]) -> Result<Vec<f32>, WeightError> {
+    /// The constant `tensor` as f32 values, checked to have `shape`.
+    pub fn constant(&self, tensor: &str, shape: &[usize]) -> Result<Vec<f32>, WeightError> {
         self.tflite
             .constant_f32(tensor, shape)
-            .map_err(|source| WeightError::Tensor {
-                path: self.path.to_owned(),
-                model: self.model.to_owned(),
-                source,
-            })
+            .map_err(|source| self.in_file(source))
+    }
+
+    /// The options of the custom operator `code` that writes the tensor `output`.
+    pub fn custom_options(&self, code: &str, output: &str) -> Result<Options, WeightError> {
+        let op = self
+            .tflite
+            .custom_op_writing(output)
+            .map_err(|source| self.in_file(source))?;
+        if op.code != code {
+            return Err(self.in_file(TfliteError::Malformed(format!(
+                "tensor `{output}` is written by {}, expected {code}",
+                op.code
+            ))));
+        }
+        Options::parse(op.options).map_err(|source| self.in_file(source))
+    }
+
+    pub(crate) fn in_file(&self, source: TfliteError) -> WeightError {
+        WeightError::Tensor {
+            path: self.path.to_owned(),
+            model: self.model.to_owned(),
+            source,
+        }
     }
 
     fn bias(&self, layer: &str, channels: usize) -> Result<Param<Tensor<1>>, WeightError> {
-        let values = self.values(&format!("{layer}/Bias"), &[channels])?;
+        let values = self.constant(&format!("{layer}/Bias"), &[channels])?;
         Ok(Param::from_tensor(Tensor::from_data(
             TensorData::new(values, [channels]),
             self.device,
@@ -153,7 +174,7 @@ impl<'a> LayerLoader<'a> {
         stride: usize,
         padding: Padding,
     ) -> Result<Conv2d, WeightError> {
-        let values = self.values(
+        let values = self.constant(
             &format!("{layer}/Kernel"),
             &[channels_out, kernel, kernel, channels_in],
         )?;
@@ -181,7 +202,7 @@ impl<'a> LayerLoader<'a> {
         kernel: usize,
         stride: usize,
     ) -> Result<Conv2d, WeightError> {
-        let values = self.values(&format!("{layer}/Kernel"), &[1, kernel, kernel, channels])?;
+        let values = self.constant(&format!("{layer}/Kernel"), &[1, kernel, kernel, channels])?;
         let values = channels_last_to_first(&values, 1, kernel * kernel, channels);
         let weight = Tensor::<4>::from_data(
             TensorData::new(values, [channels, 1, kernel, kernel]),
@@ -199,7 +220,7 @@ impl<'a> LayerLoader<'a> {
 
     /// A PReLU `layer` with one slope per channel (stored as `[1, 1, channels]`).
     pub fn prelu(&self, layer: &str, channels: usize) -> Result<PRelu, WeightError> {
-        let values = self.values(&format!("{layer}/Alpha"), &[1, 1, channels])?;
+        let values = self.constant(&format!("{layer}/Alpha"), &[1, 1, channels])?;
         Ok(PRelu {
             alpha: Param::from_tensor(Tensor::from_data(
                 TensorData::new(values, [channels]),

@@ -1,5 +1,5 @@
 //! The two model stages of FaceMesh on whole frames, batched: find faces with the detector, and
-//! read a face's 468 landmarks out of a region of interest. `tracker.rs` decides which stage
+//! read a face's landmarks (468, or 478 with the attention model) out of a region of interest. `tracker.rs` decides which stage
 //! each frame needs.
 
 use burn::tensor::Tensor;
@@ -45,7 +45,8 @@ impl Default for FaceMeshOptions {
 pub struct FaceLandmarks {
     /// Face-presence probability from the landmark model.
     pub presence: f32,
-    /// 468 points: x, y in frame pixels, z in the same scale as x (smaller is nearer).
+    /// 468 points (478 with irises): x, y in frame pixels, z in the same scale as x (smaller
+    /// is nearer).
     pub points: Vec<[f32; 3]>,
 }
 
@@ -85,7 +86,7 @@ impl<'m> FaceMesh<'m> {
             suppression: detector
                 .non_max_suppression
                 .expect("detector has suppression options"),
-            landmark_input: ModelKind::Landmarks.description().input,
+            landmark_input: models.landmarker.kind().description().input,
             options,
         }
     }

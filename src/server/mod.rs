@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::device::Backend;
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::events::TurnRules;
-use crate::models::FaceModels;
+use crate::models::{FaceModels, ModelKind};
 use crate::pipeline::face_mesh::FaceMeshOptions;
 use crate::scheduler::queue::QueueLimits;
 use crate::server::admission::{ActiveTokens, Admission};
@@ -160,6 +160,9 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     pub active_tokens: Arc<ActiveTokens>,
     pub device: String,
+    /// Name of the landmark model in use (`landmarks`, or `landmarks_with_attention` when
+    /// refining).
+    pub landmark_model: String,
     pub next_session_id: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -196,6 +199,7 @@ impl Running {
 /// Binds, starts the device worker, and serves until `shut_down`.
 pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<Running> {
     let device = models.device.backend.to_string();
+    let landmark_model = models.landmarker.kind().description().name;
     // A GPU compiles kernels per batch shape: keep the shapes few and warm them up.
     let on_gpu = matches!(models.device.backend, Backend::Wgpu { .. });
     let metrics = Arc::new(Metrics::default());
@@ -232,6 +236,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
         admission: admission.clone(),
         active_tokens: Arc::default(),
         device,
+        landmark_model,
         next_session_id: Arc::default(),
         shutdown: shutdown.clone(),
     };
@@ -327,7 +332,8 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
     let (batches, frames) = (metrics.batch_size.count(), metrics.batch_size.sum());
     Json(json!({
         "device": state.device,
-        "models": ["detector", "landmarks"],
+        "models": ["detector", state.landmark_model],
+        "refine_landmarks": state.landmark_model == ModelKind::LandmarksWithAttention.description().name,
         "open_sessions": load(&metrics.open_sessions),
         "queue_depth": load(&metrics.queue_depth),
         "batches_run": batches,

@@ -45,7 +45,11 @@ pub fn config() -> ServeConfig {
 }
 
 pub async fn start(config: ServeConfig) -> Running {
-    let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).unwrap();
+    start_with_models(config, &ModelOptions::default()).await
+}
+
+pub async fn start_with_models(config: ServeConfig, options: &ModelOptions) -> Running {
+    let models = FaceModels::load(ComputeDevice::cpu(), options).unwrap();
     server::start(config, models).await.unwrap()
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Golden fixtures for the whole pipeline: MediaPipe's FaceMesh solution on real footage.
 
-Runs mp.solutions.face_mesh.FaceMesh (mediapipe 0.10.21, refine_landmarks=False, max_num_faces=1,
-as the seed runs it) on:
+Runs mp.solutions.face_mesh.FaceMesh (mediapipe 0.10.21, max_num_faces=1, as the seed runs it),
+with refine_landmarks=False (468 points) and, for the `_refined` cases, refine_landmarks=True
+(478 points: the attention model's refined lips and eyes, and the irises), on:
   - the astronaut photo (static mode);
   - two real faces in one picture (static mode, max_num_faces=2): the astronaut's head above a
     carphone frame scaled to the same width. No multi-face photo with a clear licence ships
@@ -18,7 +19,7 @@ Writes tests/golden/fixtures/face_mesh/:
   carphone_176x144.png      the 120 original frames stacked vertically (176 x 17280)
   astronaut.png             the photo
   two_faces.png             the composite
-  <case>.landmarks.f32      per frame, 468 x (x, y, z) in image pixels (z scaled like x),
+  <case>.landmarks.f32      per frame, 468 (or 478) x (x, y, z) in image pixels (z scaled like x),
                             little-endian float32, frames with no face skipped
   manifest.json             per case: image size, and the number of faces in each frame
 
@@ -48,10 +49,10 @@ def upscale(frame):
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def run(images, static, max_faces):
+def run(images, static, max_faces, refine):
     counts, points = [], []
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=max_faces,
-                                         refine_landmarks=False) as mesh:
+                                         refine_landmarks=refine) as mesh:
         for image in images:
             result = mesh.process(image)
             faces = result.multi_face_landmarks or []
@@ -62,12 +63,13 @@ def run(images, static, max_faces):
     return counts, np.asarray(points, "<f4")
 
 
-def save(manifest, name, images, static, source, max_faces=1):
-    counts, points = run(images, static, max_faces)
+def save(manifest, name, images, static, source, max_faces=1, refine=False):
+    counts, points = run(images, static, max_faces, refine)
     (OUT / f"{name}.landmarks.f32").write_bytes(points.tobytes())
     h, w = images[0].shape[:2]
     manifest["cases"].append({"name": name, "source": source, "mode": "static" if static else "video",
-                              "max_faces": max_faces, "width": w, "height": h, "faces_per_frame": counts,
+                              "max_faces": max_faces, "refine": refine, "width": w, "height": h,
+                              "faces_per_frame": counts,
                               "landmarks": f"{name}.landmarks.f32"})
     print(f"{name:22} {len(images)} frames, {sum(counts)} faces")
 
@@ -88,11 +90,16 @@ def main():
     two_faces = np.vstack([astronaut[0:256, 96:352], below])
     cv2.imwrite(str(OUT / "two_faces.png"), cv2.cvtColor(two_faces, cv2.COLOR_RGB2BGR))
     manifest = {"generated_by": "tests/golden/make_face_mesh_golden.py", "mediapipe": mp.__version__,
-                "solution": "FaceMesh(max_num_faces=1, refine_landmarks=False)", "cases": []}
+                "solution": "FaceMesh(max_num_faces=1, refine_landmarks=refine)", "cases": []}
     save(manifest, "astronaut_static", [astronaut], True, "astronaut.png")
     save(manifest, "two_faces_static", [two_faces], True, "two_faces.png", max_faces=2)
     save(manifest, "carphone_video", big, False, "carphone_176x144.png upscaled to 640x480")
     save(manifest, "carphone_static", big, True, "carphone_176x144.png upscaled to 640x480")
+    save(manifest, "astronaut_static_refined", [astronaut], True, "astronaut.png", refine=True)
+    save(manifest, "carphone_video_refined", big, False, "carphone_176x144.png upscaled to 640x480",
+         refine=True)
+    save(manifest, "carphone_static_refined", big, True, "carphone_176x144.png upscaled to 640x480",
+         refine=True)
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 

@@ -11,9 +11,11 @@ seed's LivenessDetector does (shared/PROTOCOL.md), written here independently of
 Mouth openings are counted beside them with face-service's rule (mouth ratio |13-14| / |61-291|
 above 0.3 opens, below 0.2 closes), which the seed leaves to a threshold.
 
-Writes tests/golden/fixtures/liveness/carphone_blinks.json: per frame the ratio, threshold,
-closed flag and cumulative blinks and openings, and the smallest gap between a ratio and its
-threshold (how far MediaPipe's landmarks are from flipping a decision).
+Writes tests/golden/fixtures/liveness/carphone_blinks.json (from the 468-point mesh) and
+carphone_blinks_refined.json (from the 478 points of refine_landmarks=True, whose eye points the
+attention model refines): per frame the ratio, threshold, closed flag and cumulative blinks and
+openings, and the smallest gap between a ratio and its threshold (how far MediaPipe's landmarks
+are from flipping a decision).
 
     /var/tmp/mpvenv/bin/python tests/golden/make_liveness_golden.py
 """
@@ -39,11 +41,12 @@ def eye_ratio(points, eye):
         2 * distance(points, p[0], p[3]))
 
 
-def main():
-    manifest = json.loads((FIXTURES / "face_mesh" / "manifest.json").read_text())
-    case = next(c for c in manifest["cases"] if c["name"] == "carphone_video")
+def write_reference(manifest, case_name, output):
+    case = next(c for c in manifest["cases"] if c["name"] == case_name)
     assert all(n == 1 for n in case["faces_per_frame"]), "one face in every frame"
-    meshes = np.fromfile(FIXTURES / "face_mesh" / case["landmarks"], dtype="<f4").reshape(-1, 468, 3)
+    points_per_face = 478 if case.get("refine") else 468
+    meshes = np.fromfile(FIXTURES / "face_mesh" / case["landmarks"], dtype="<f4").reshape(
+        -1, points_per_face, 3)
 
     recent, closed_run, blinks = deque(maxlen=10), 0, 0
     mouth_open, openings = False, 0
@@ -77,9 +80,15 @@ def main():
         "mouth_openings": openings,
         "closest_ratio_to_threshold": min(abs(f["eye_aspect_ratio"] - f["threshold"]) for f in frames),
     }
-    (out / "carphone_blinks.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{blinks} blinks, {openings} mouth openings; closest ratio to its threshold "
+    (out / output).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{case_name}: {blinks} blinks, {openings} mouth openings; closest ratio to its threshold "
           f"{report['closest_ratio_to_threshold']:.4f}")
+
+
+def main():
+    manifest = json.loads((FIXTURES / "face_mesh" / "manifest.json").read_text())
+    write_reference(manifest, "carphone_video", "carphone_blinks.json")
+    write_reference(manifest, "carphone_video_refined", "carphone_blinks_refined.json")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,498 @@
+//! FaceMesh with attention: MediaPipe's 478-point landmark model (the mesh, refined lips and
+//! eyes, and the irises), what the seed runs with `refine_landmarks=True`.
+//!
+//! ```text
+//! [N,3,192,192] -> trunk ─┬─ block 2: feature map [N,32,48,48] ───────────────┐
+//!                         └─ 3x3x128 -> projection -> mesh [N,1404], face flag │
+//!   mesh (host) -> per region: Landmarks2TransformMatrix -> 4x4 matrix        │
+//!   matrix + feature map -> TransformTensorBilinear -> patch [N,32,16,16] <───┘
+//!   patch -> region trunk -> heads (lips | eye, iris) -> TransformLandmarks -> refine
+//! ```
+//!
+//! The layers are burn modules like the 468-point model's; the three custom operators are in
+//! `custom_ops.rs`, their options read from the file. The sampling of the patches stays on
+//! the device where the model runs on a GPU (burn's `grid_sample_2d` on a grid the host
+//! computes from the matrices); on the CPU it is the host implementation itself.
+
+pub mod custom_ops;
+pub mod refinement;
+
+use std::borrow::Cow;
+
+use burn::module::Module;
+use burn::nn::PRelu;
+use burn::nn::conv::Conv2d;
+use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::models::description::ModelKind;
+use crate::models::head::{Head, HeadLayout, load_block};
+use crate::models::landmarks::LandmarkOutput;
+use crate::models::layers::{BlockShape, ResidualBlock, block};
+use crate::models::rows_per_item;
+use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
+use custom_ops::{
+    Matrix4, RegionTransform, landmarks_to_transform_matrix, sampling_grid, transform_landmarks,
+    transform_tensor_bilinear,
+};
+use refinement::{MESH_POINTS, REFINED_POINTS, RegionOutputs, refine};
+
+const STEM_CHANNELS: usize = 16;
+const TOP_CHANNELS: usize = 32;
+
+/// Trunk blocks in file order: block `i` uses `depthwise_conv2d_{i}` (unnumbered for 0),
+/// `conv2d_{i+1}` and `p_re_lu_{i+1}`. It ends at 3x3x128.
+const TRUNK: [BlockShape; 17] = [
+    block(16, 16, 1),
+    block(16, 16, 1),
+    block(16, 32, 2),
+    block(32, 32, 1),
+    block(32, 32, 1),
+    block(32, 64, 2),
+    block(64, 64, 1),
+    block(64, 64, 1),
+    block(64, 128, 2),
+    block(128, 128, 1),
+    block(128, 128, 1),
+    block(128, 128, 2),
+    block(128, 128, 1),
+    block(128, 128, 1),
+    block(128, 128, 2),
+    block(128, 128, 1),
+    block(128, 128, 1),
+];
+
+/// The trunk block whose output (`p_re_lu_3`, 48x48x32) the region patches are cut from.
+const FEATURE_MAP_BLOCK: usize = 2;
+
+/// Each region's trunk: from its 16x16x32 patch down to 4x4x128.
+const REGION_TRUNK: [BlockShape; 6] = [
+    block(32, 32, 1),
+    block(32, 32, 1),
+    block(32, 64, 2),
+    block(64, 64, 1),
+    block(64, 64, 1),
+    block(64, 128, 2),
+];
+
+/// Each region head's blocks before its projection, from 4x4 to 2x2.
+const REGION_HEAD: [BlockShape; 5] = [
+    block(128, 128, 1),
+    block(128, 128, 1),
+    block(128, 128, 2),
+    block(128, 128, 1),
+    block(128, 128, 1),
+];
+
+/// Where one region's tensors and operators are in the file.
+struct RegionLayout {
+    /// Output of its `Landmarks2TransformMatrix` (the same matrix feeds its sampling).
+    transform: &'static str,
+    /// The scale from mesh (192x192 crop) to feature-map (48x48) pixels, `[1]`.
+    mesh_scale: &'static str,
+    /// The elementwise scale that turns the matrix into the one for its landmarks, `[1,4,4]`.
+    matrix_scale: &'static str,
+    /// First [depthwise, pointwise/prelu] numbers of its trunk; they count up from there.
+    trunk: [usize; 2],
+    /// (output convolution, outputs, first [depthwise, pointwise/prelu] numbers) per head.
+    heads: &'static [(&'static str, usize, [usize; 2])],
+}
+
+/// In output order: lips, left eye, left iris, right eye, right iris.
+const REGIONS: [RegionLayout; 3] = [
+    RegionLayout {
+        transform: "landmarks_to_transform_matrix_v2",
+        mesh_scale: "multiply_by_constant/Constant",
+        matrix_scale: "multiply_by_constant_1/Constant",
+        trunk: [18, 20],
+        heads: &[("conv_lips", 160, [24, 26])],
+    },
+    RegionLayout {
+        transform: "landmarks_to_transform_matrix_v2_1",
+        mesh_scale: "multiply_by_constant_2/Constant",
+        matrix_scale: "multiply_by_constant_3/Constant",
+        trunk: [30, 33],
+        heads: &[
+            ("conv_left_eye", 142, [36, 39]),
+            ("conv_left_iris", 10, [42, 46]),
+        ],
+    },
+    RegionLayout {
+        transform: "landmarks_to_transform_matrix_v2_2",
+        mesh_scale: "multiply_by_constant_4/Constant",
+        matrix_scale: "multiply_by_constant_5/Constant",
+        trunk: [48, 53],
+        heads: &[
+            ("conv_right_eye", 142, [54, 59]),
+            ("conv_right_iris", 10, [60, 66]),
+        ],
+    },
+];
+
+/// A region head: five blocks numbered up from [depthwise, pointwise], the projection and
+/// last block after them, and a 2x2 output convolution over the 2x2 map.
+fn region_head(
+    output: &'static str,
+    outputs: usize,
+    [depthwise, pointwise]: [usize; 2],
+) -> HeadLayout {
+    HeadLayout {
+        blocks: Cow::Owned(
+            REGION_HEAD
+                .iter()
+                .enumerate()
+                .map(|(i, &shape)| (shape, [depthwise + i, pointwise + i, pointwise + i]))
+                .collect(),
+        ),
+        projection: [pointwise + 5, pointwise + 5],
+        last_block: [depthwise + 5, pointwise + 6, pointwise + 6],
+        output,
+        output_kernel: 2,
+        outputs,
+    }
+}
+
+/// How the region patches are cut from the feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchSampling {
+    /// Read the feature map back and run `transform_tensor_bilinear` (the CPU backend, where
+    /// reading back costs nothing).
+    Host,
+    /// `grid_sample_2d` on the device, on a grid computed on the host: the feature map never
+    /// leaves the GPU.
+    Device,
+}
+
+#[derive(Module, Debug)]
+struct Region {
+    trunk: Vec<ResidualBlock>,
+    heads: Vec<Head>,
+    #[module(skip)]
+    transform: RegionTransform,
+    #[module(skip)]
+    mesh_scale: f32,
+    #[module(skip)]
+    matrix_scale: Matrix4,
+}
+
+impl Region {
+    fn load(loader: &LayerLoader<'_>, layout: &RegionLayout) -> Result<Self, WeightError> {
+        let [depthwise, pointwise] = layout.trunk;
+        let trunk = REGION_TRUNK
+            .iter()
+            .enumerate()
+            .map(|(i, &shape)| {
+                load_block(loader, shape, [depthwise + i, pointwise + i, pointwise + i])
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let heads = layout
+            .heads
+            .iter()
+            .map(|&(output, outputs, first)| {
+                Head::load(loader, &region_head(output, outputs, first))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = loader.custom_options("Landmarks2TransformMatrix", layout.transform)?;
+        let transform = RegionTransform::from_options(&options, MESH_POINTS)
+            .map_err(|source| loader.in_file(source))?;
+        let matrix_scale = loader.constant(layout.matrix_scale, &[1, 4, 4])?;
+        Ok(Self {
+            trunk,
+            heads,
+            transform,
+            mesh_scale: loader.constant(layout.mesh_scale, &[1])?[0],
+            matrix_scale: matrix_scale.try_into().expect("checked to be 4x4"),
+        })
+    }
+
+    /// The matrix from this region's patch to the feature map, for one face's mesh.
+    fn matrix(&self, mesh: &[f32]) -> Matrix4 {
+        let scaled: Vec<f32> = mesh.iter().map(|v| v * self.mesh_scale).collect();
+        landmarks_to_transform_matrix(&scaled, &self.transform)
+    }
+
+    /// The region's outputs for a batch of patches, each mapped back to crop pixels by its
+    /// face's matrix: one `Vec` per head, one row per face.
+    fn forward(&self, mut x: Tensor<4>, matrices: &[Matrix4]) -> Vec<Vec<Vec<f32>>> {
+        for block in &self.trunk {
+            x = block.forward(x);
+        }
+        self.heads
+            .iter()
+            .map(|head| {
+                rows_per_item(head.forward(x.clone()))
+                    .iter()
+                    .zip(matrices)
+                    .map(|(points, matrix)| {
+                        let scaled: Matrix4 =
+                            std::array::from_fn(|i| matrix[i] * self.matrix_scale[i]);
+                        transform_landmarks(points, &scaled)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn patch_size(&self) -> (usize, usize) {
+        (self.transform.output_width, self.transform.output_height)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct FaceLandmarkerWithAttention {
+    stem: Conv2d,
+    stem_prelu: PRelu,
+    trunk: Vec<ResidualBlock>,
+    projection: Conv2d,
+    projection_prelu: PRelu,
+    last_block: ResidualBlock,
+    mesh: Conv2d,
+    face_flag: Conv2d,
+    regions: Vec<Region>,
+    #[module(skip)]
+    sampling: PatchSampling,
+}
+
+impl FaceLandmarkerWithAttention {
+    pub fn load(
+        weights: &WeightFile,
+        device: &Device,
+        sampling: PatchSampling,
+    ) -> Result<Self, WeightError> {
+        let name = ModelKind::LandmarksWithAttention.description().name;
+        let loader = LayerLoader::new(weights, &name, device)?;
+        let trunk = TRUNK
+            .iter()
+            .enumerate()
+            .map(|(i, &shape)| load_block(&loader, shape, [i, i + 1, i + 1]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = TRUNK.len();
+        Ok(Self {
+            stem: loader.conv("conv2d", [3, STEM_CHANNELS], 3, 2, Padding::Same)?,
+            stem_prelu: loader.prelu("p_re_lu", STEM_CHANNELS)?,
+            trunk,
+            projection: loader.conv(
+                &format!("conv2d_{}", last + 1),
+                [128, TOP_CHANNELS],
+                1,
+                1,
+                Padding::Valid,
+            )?,
+            projection_prelu: loader.prelu(&format!("p_re_lu_{}", last + 1), TOP_CHANNELS)?,
+            last_block: load_block(
+                &loader,
+                block(TOP_CHANNELS, TOP_CHANNELS, 1),
+                [last, last + 2, last + 2],
+            )?,
+            mesh: loader.conv(
+                "output_mesh",
+                [TOP_CHANNELS, 3 * MESH_POINTS],
+                3,
+                3,
+                Padding::Valid,
+            )?,
+            face_flag: loader.conv("conv_faceflag", [TOP_CHANNELS, 1], 3, 3, Padding::Valid)?,
+            regions: REGIONS
+                .iter()
+                .map(|layout| Region::load(&loader, layout))
+                .collect::<Result<Vec<_>, _>>()?,
+            sampling,
+        })
+    }
+
+    /// Float constants the model reads from the file besides its burn parameters (the scales
+    /// of the regions' mesh and matrices), so that a test can account for every weight.
+    pub fn constant_count(&self) -> usize {
+        self.regions.len() * (1 + 16)
+    }
+
+    /// `[N, 3, 192, 192]` -> 478 points of (x, y, z) in crop pixels per face, and the
+    /// face-presence logits.
+    pub fn forward(&self, input: Tensor<4>) -> LandmarkOutput {
+        let device = input.device();
+        let mut x = self.stem_prelu.forward(self.stem.forward(input));
+        let mut feature_map = None;
+        for (i, block) in self.trunk.iter().enumerate() {
+            x = block.forward(x);
+            if i == FEATURE_MAP_BLOCK {
+                feature_map = Some(x.clone());
+            }
+        }
+        let feature_map = feature_map.expect("the trunk runs past the feature map's block");
+        let x = self
+            .last_block
+            .forward(self.projection_prelu.forward(self.projection.forward(x)));
+        let batch = x.dims()[0];
+        let face_presence = self.face_flag.forward(x.clone()).reshape([batch, 1]);
+        let mesh = rows_per_item(self.mesh.forward(x).reshape([batch, 3 * MESH_POINTS]));
+
+        let sampler = PatchSampler::new(feature_map, self.sampling);
+        // lips, left eye, left iris, right eye, right iris; each one row per face.
+        let mut outputs = Vec::new();
+        for region in &self.regions {
+            let matrices: Vec<Matrix4> = mesh.iter().map(|m| region.matrix(m)).collect();
+            let patches = sampler.sample(&matrices, region.patch_size());
+            outputs.extend(region.forward(patches, &matrices));
+        }
+        let [lips, left_eye, left_iris, right_eye, right_iris] =
+            <[_; 5]>::try_from(outputs).expect("the regions have five heads");
+        let points: Vec<f32> = (0..batch)
+            .flat_map(|n| {
+                refine(&RegionOutputs {
+                    mesh: &mesh[n],
+                    lips: &lips[n],
+                    left_eye: &left_eye[n],
+                    right_eye: &right_eye[n],
+                    left_iris: &left_iris[n],
+                    right_iris: &right_iris[n],
+                })
+            })
+            .collect();
+        LandmarkOutput {
+            landmarks: Tensor::from_data(
+                TensorData::new(points, [batch, 3 * REFINED_POINTS]),
+                &device,
+            ),
+            face_presence,
+        }
+    }
+}
+
+/// Cuts region patches out of the feature map `[N, C, H, W]`, one matrix per face.
+struct PatchSampler {
+    feature_map: Tensor<4>,
+    /// The feature map on the host, read once for all regions when sampling there.
+    host_copy: Option<Vec<f32>>,
+}
+
+impl PatchSampler {
+    fn new(feature_map: Tensor<4>, sampling: PatchSampling) -> Self {
+        let host_copy = (sampling == PatchSampling::Host).then(|| {
+            feature_map
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("the feature map is float32")
+        });
+        Self {
+            feature_map,
+            host_copy,
+        }
+    }
+
+    /// `[N, C, out_height, out_width]`.
+    fn sample(&self, matrices: &[Matrix4], (out_width, out_height): (usize, usize)) -> Tensor<4> {
+        let [batch, channels, height, width] = self.feature_map.dims();
+        let device = self.feature_map.device();
+        match &self.host_copy {
+            Some(features) => {
+                let per_face = channels * height * width;
+                let patches: Vec<f32> = matrices
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(n, matrix)| {
+                        transform_tensor_bilinear(
+                            &features[n * per_face..(n + 1) * per_face],
+                            [channels, height, width],
+                            matrix,
+                            (out_width, out_height),
+                        )
+                    })
+                    .collect();
+                Tensor::from_data(
+                    TensorData::new(patches, [batch, channels, out_height, out_width]),
+                    &device,
+                )
+            }
+            None => {
+                let (mut grid, mut mask) = (Vec::new(), Vec::new());
+                for matrix in matrices {
+                    let (g, m) = sampling_grid(matrix, (width, height), (out_width, out_height));
+                    grid.extend(g);
+                    mask.extend(m);
+                }
+                let grid = Tensor::from_data(
+                    TensorData::new(grid, [batch, out_height, out_width, 2]),
+                    &device,
+                );
+                let mask = Tensor::from_data(
+                    TensorData::new(mask, [batch, 1, out_height, out_width]),
+                    &device,
+                );
+                let options = GridSampleOptions::new(InterpolateMode::Bilinear)
+                    .with_padding_mode(GridSamplePaddingMode::Zeros)
+                    .with_align_corners(true);
+                self.feature_map.clone().grid_sample_2d(grid, options) * mask
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::WeightSource;
+    use crate::tflite::TfliteModel;
+
+    fn load(sampling: PatchSampling) -> FaceLandmarkerWithAttention {
+        let file = WeightFile::load(
+            ModelKind::LandmarksWithAttention,
+            &WeightSource::Embedded,
+            true,
+        )
+        .unwrap();
+        FaceLandmarkerWithAttention::load(&file, &Device::flex(), sampling).unwrap()
+    }
+
+    /// Every float constant in the file is a burn parameter or one of the region scales.
+    #[test]
+    fn every_weight_in_the_file_is_used() {
+        let model = load(PatchSampling::Host);
+        let in_file = TfliteModel::parse(ModelKind::LandmarksWithAttention.embedded_weights())
+            .unwrap()
+            .float_constant_count();
+        assert_eq!(model.num_params() + model.constant_count(), in_file);
+    }
+
+    /// The device path (burn's `grid_sample_2d` on the host's grid, what a GPU runs) gives the
+    /// host implementation's answer, here both on the CPU backend with a real face crop.
+    #[test]
+    fn sampling_on_the_device_equals_sampling_on_the_host() {
+        let crop = image::open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/fixtures/astronaut_face.png"
+        ))
+        .unwrap()
+        .to_rgb8();
+        let input = ModelKind::LandmarksWithAttention.description().input;
+        let tensor =
+            crate::models::input::images_to_tensor(&[&crop, &crop], &input, &Device::flex())
+                .unwrap();
+        let host = load(PatchSampling::Host).forward(tensor.clone());
+        let device = load(PatchSampling::Device).forward(tensor);
+        let host = host.landmarks.into_data().try_to_vec::<f32>().unwrap();
+        let device = device.landmarks.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(host.len(), 2 * 3 * REFINED_POINTS);
+        let worst = host
+            .iter()
+            .zip(&device)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-3, "worst difference {worst} px");
+    }
+
+    /// The region tables here are MediaPipe's refinement mapping; the file's own operator
+    /// options list the same points as each region's extent, which checks both.
+    #[test]
+    fn the_refinement_tables_are_the_regions_of_the_file() {
+        let model = load(PatchSampling::Host);
+        let subsets: Vec<&[usize]> = model
+            .regions
+            .iter()
+            .map(|r| &r.transform.subset[..])
+            .collect();
+        assert_eq!(subsets[0], &refinement::LIPS[..]);
+        assert_eq!(subsets[1], &refinement::LEFT_EYE[..]);
+        assert_eq!(subsets[2], &refinement::RIGHT_EYE[..]);
+    }
+}
