@@ -1,4 +1,5 @@
-//! Forward pass of the detector and the landmark model by batch size, on each backend present.
+//! Forward pass of the detector and the two landmark models (468 points, and 478 with the
+//! attention model) by batch size, on each backend present.
 //!
 //! Every reported time is **per frame**: each iteration runs one batch, reads the outputs back
 //! to the host (as the server must), and the elapsed time is divided by the batch size.
@@ -64,24 +65,32 @@ fn forward_and_read_back(models: &FaceModels, kind: ModelKind, input: Tensor<4>)
             std::hint::black_box(output.regressors.into_data());
             std::hint::black_box(output.scores.into_data());
         }
-        ModelKind::Landmarks => {
+        ModelKind::Landmarks | ModelKind::LandmarksWithAttention => {
             let output = models.landmarker.forward(input);
             std::hint::black_box(output.landmarks.into_data());
             std::hint::black_box(output.face_presence.into_data());
         }
-        ModelKind::LandmarksWithAttention => unreachable!("not built yet"),
     }
 }
 
 fn forward_by_batch(c: &mut Criterion) {
     for (backend, device) in devices() {
-        let models = FaceModels::load(device, &ModelOptions::default()).expect("weights load");
-        for kind in [ModelKind::Landmarks, ModelKind::Detector] {
+        let models = FaceModels::load(device.clone(), &ModelOptions::default()).expect("weights");
+        let refining = ModelOptions {
+            refine_landmarks: true,
+            ..ModelOptions::default()
+        };
+        let refined = FaceModels::load(device, &refining).expect("weights load");
+        for (kind, models) in [
+            (ModelKind::Landmarks, &models),
+            (ModelKind::LandmarksWithAttention, &refined),
+            (ModelKind::Detector, &models),
+        ] {
             let name = kind.description().name;
             let mut group = c.benchmark_group(format!("{name}/{backend}"));
             group.sample_size(10).warm_up_time(Duration::from_secs(2));
             for batch in batches() {
-                let input = input(kind, batch, &models);
+                let input = input(kind, batch, models);
                 group.bench_with_input(
                     BenchmarkId::new("per_frame_batch", batch),
                     &batch,
@@ -89,7 +98,7 @@ fn forward_by_batch(c: &mut Criterion) {
                         b.iter_custom(|iterations| {
                             let started = Instant::now();
                             for _ in 0..iterations {
-                                forward_and_read_back(&models, kind, input.clone());
+                                forward_and_read_back(models, kind, input.clone());
                             }
                             started.elapsed() / batch as u32
                         });
