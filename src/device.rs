@@ -6,6 +6,7 @@
 //! otherwise falls back to `cpu`, burn's flex backend, saying which and why in one log line.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use burn::tensor::Device;
 use clap::ValueEnum;
@@ -86,19 +87,26 @@ impl ComputeDevice {
     }
 
     /// burn's wgpu backend on the adapter wgpu prefers (a high-performance one if present).
+    /// The runtime can be registered once per process, so the first answer is kept and every
+    /// later call gets the same device.
     pub fn gpu() -> Result<Self, DeviceError> {
-        let (device, setup) = Device::wgpu_options()
-            .init_with_setup()
-            .map_err(|e| DeviceError::NoGpu(e.to_string()))?;
-        let info = setup.adapter.get_info();
-        Ok(Self {
-            device,
-            backend: Backend::Wgpu {
-                adapter: info.name,
-                api: format!("{:?}", info.backend),
-                software: info.device_type == DeviceType::Cpu,
-            },
+        static GPU: OnceLock<Result<ComputeDevice, String>> = OnceLock::new();
+        GPU.get_or_init(|| {
+            let (device, setup) = Device::wgpu_options()
+                .init_with_setup()
+                .map_err(|e| e.to_string())?;
+            let info = setup.adapter.get_info();
+            Ok(Self {
+                device,
+                backend: Backend::Wgpu {
+                    adapter: info.name,
+                    api: format!("{:?}", info.backend),
+                    software: info.device_type == DeviceType::Cpu,
+                },
+            })
         })
+        .clone()
+        .map_err(DeviceError::NoGpu)
     }
 
     fn cpu_fallback(why: &str) -> Self {
