@@ -2,15 +2,23 @@
 
 mod common;
 
+use burn::tensor::{Tensor, TensorData};
 use face_service::bench::carphone_frames;
+use face_service::device::ComputeDevice;
 use face_service::gpu::crop::{CropJob, GpuCrop};
 use face_service::models::ModelKind;
+use face_service::models::attention::custom_ops::{
+    Matrix4, RegionTransform, landmarks_to_transform_matrix, transform_tensor_bilinear,
+};
+use face_service::models::attention::sampling::sample_patches;
 use face_service::models::description::InputDescription;
 use face_service::pipeline::crop::{Border, PixelRect, crop};
 use face_service::pipeline::projection::letterbox;
+use face_service::tflite::TfliteModel;
+use face_service::tflite::flexbuffers::Options;
 use image::RgbImage;
 
-use common::fixtures;
+use common::{fixtures, read_f32};
 
 /// The CPU twin: crop, then map every byte onto the model's range, planar RGB.
 fn cpu_input(
@@ -124,4 +132,78 @@ fn the_crop_shader_equals_the_cpu_crop() {
         .collect();
     let (on_gpu, on_cpu) = both_twins(&gpu, &frames, &jobs, &detector, Border::Zero);
     assert_twins("detector letterboxes", &on_gpu, &on_cpu, 2.0 / 255.0);
+}
+
+/// `shaders/transform_tensor_bilinear.wgsl`, launched on burn tensors through the attention
+/// model's backend extension, against its CPU twin: the three region matrices MediaPipe's file
+/// defines, computed from a real mesh (MediaPipe's landmarks of the astronaut crop), plus one
+/// matrix that puts most of the patch outside the map and one that samples its last row and
+/// column exactly. Both sides compute in f32 in the same order; the GPU may fuse a
+/// multiply-add, so values (of order 1) may differ in their last bits: 1e-5.
+#[test]
+fn the_patch_shader_equals_its_cpu_twin() {
+    let device = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
+    let file = ModelKind::LandmarksWithAttention.embedded_weights();
+    let model = TfliteModel::parse(file).unwrap();
+    let mesh: Vec<f32> = read_f32(&fixtures().join("astronaut_face.landmarks.f32"))
+        .iter()
+        .map(|v| v * 0.25) // crop pixels to feature-map pixels, as the model does
+        .collect();
+    let mut matrices: Vec<Matrix4> = model
+        .custom_ops("Landmarks2TransformMatrix")
+        .map(|op| {
+            let region =
+                RegionTransform::from_options(&Options::parse(op.options).unwrap(), 468).unwrap();
+            landmarks_to_transform_matrix(&mesh, &region)
+        })
+        .collect();
+    assert_eq!(matrices.len(), 3);
+    let identity_at = |x: f32, y: f32, scale: f32| -> Matrix4 {
+        [
+            scale, 0.0, 0.0, x, 0.0, scale, 0.0, y, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0,
+        ]
+    };
+    matrices.push(identity_at(40.0, -8.0, 1.3));
+    // Unit scale from (32, 32): patch pixel 15 lands exactly on the map's last pixel, 47.
+    matrices.push(identity_at(32.0, 32.0, 1.0));
+
+    let (channels, side, patch) = (32, 48, 16);
+    let per_item = channels * side * side;
+    let features: Vec<f32> = (0..matrices.len() * per_item)
+        .map(|i| ((i as f32) * 0.618).sin() + (i % 7) as f32 * 0.1)
+        .collect();
+    let tensor = Tensor::<4>::from_data(
+        TensorData::new(features.clone(), [matrices.len(), channels, side, side]),
+        &device.device,
+    );
+    let on_gpu = sample_patches(tensor, &matrices, (patch, patch))
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let on_cpu: Vec<f32> = matrices
+        .iter()
+        .enumerate()
+        .flat_map(|(n, matrix)| {
+            transform_tensor_bilinear(
+                &features[n * per_item..(n + 1) * per_item],
+                [channels, side, side],
+                matrix,
+                (patch, patch),
+            )
+        })
+        .collect();
+    assert_eq!(on_gpu.len(), on_cpu.len());
+    let worst = on_gpu
+        .iter()
+        .zip(&on_cpu)
+        .map(|(g, c)| (g - c).abs())
+        .fold(0.0f32, f32::max);
+    let zeros = on_cpu.iter().filter(|v| **v == 0.0).count();
+    eprintln!(
+        "patches: {} values, worst difference {worst:e}, {zeros} outside the map",
+        on_cpu.len()
+    );
+    assert!(worst <= 1e-5, "worst difference {worst}");
+    // The fourth matrix really did sample outside the map, and the last exactly at its edge.
+    assert!(zeros > 1000, "{zeros}");
 }

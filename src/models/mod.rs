@@ -12,13 +12,13 @@ pub mod weights;
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-pub use attention::{FaceLandmarkerWithAttention, PatchSampling};
+pub use attention::FaceLandmarkerWithAttention;
 pub use description::{ModelDescription, ModelKind};
 pub use detector::{DetectorOutput, FaceDetector};
 pub use landmarks::{FaceLandmarker, LandmarkOutput};
 pub use weights::{WeightError, WeightFile, WeightSource};
 
-use crate::device::{Backend, ComputeDevice};
+use crate::device::ComputeDevice;
 
 /// Where to read weights from, whether to insist on MediaPipe's exact files, and which
 /// landmark model to run.
@@ -80,15 +80,9 @@ impl FaceModels {
         let weights = |kind| WeightFile::load(kind, &options.weights, options.verify_checksum);
         let detector = FaceDetector::load(&weights(ModelKind::Detector)?, &device.device)?;
         let landmarker = if options.refine_landmarks {
-            // On the CPU the feature map is already in host memory: sample it there.
-            let sampling = match device.backend {
-                Backend::Cpu { .. } => PatchSampling::Host,
-                Backend::Wgpu { .. } => PatchSampling::Device,
-            };
             Landmarker::WithAttention(FaceLandmarkerWithAttention::load(
                 &weights(ModelKind::LandmarksWithAttention)?,
                 &device.device,
-                sampling,
             )?)
         } else {
             Landmarker::Mesh(FaceLandmarker::load(

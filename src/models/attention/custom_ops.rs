@@ -119,7 +119,7 @@ pub fn landmarks_to_transform_matrix(mesh: &[f32], region: &RegionTransform) -> 
 
 /// Where output pixel (`x`, `y`) of `TransformTensorBilinear` samples its input, in input
 /// pixels. The op first moves the matrix from pixel corners to pixel centres ("align corners").
-pub fn sample_position(matrix: &Matrix4, x: usize, y: usize) -> (f32, f32) {
+fn sample_position(matrix: &Matrix4, x: usize, y: usize) -> (f32, f32) {
     let row = |r: usize| {
         let m = &matrix[4 * r..4 * r + 4];
         let shift = m[3] + m[0] * 0.5 + m[1] * 0.5 - 0.5;
@@ -178,28 +178,6 @@ pub fn transform_landmarks(points: &[f32], matrix: &Matrix4) -> Vec<f32> {
             ]
         })
         .collect()
-}
-
-/// The same sampling as `transform_tensor_bilinear`, as inputs for burn's `grid_sample_2d`
-/// (bilinear, zero padding, corners aligned): per output pixel the position normalised to
-/// [-1, 1] (x then y), and a mask that is zero where the op reads nothing at all.
-pub fn sampling_grid(
-    matrix: &Matrix4,
-    (width, height): (usize, usize),
-    (out_width, out_height): (usize, usize),
-) -> (Vec<f32>, Vec<f32>) {
-    let mut grid = Vec::with_capacity(out_width * out_height * 2);
-    let mut mask = Vec::with_capacity(out_width * out_height);
-    let (last_x, last_y) = ((width - 1) as f32, (height - 1) as f32);
-    for out_y in 0..out_height {
-        for out_x in 0..out_width {
-            let (x, y) = sample_position(matrix, out_x, out_y);
-            grid.extend([x / last_x * 2.0 - 1.0, y / last_y * 2.0 - 1.0]);
-            let inside = (0.0..=last_x).contains(&x) && (0.0..=last_y).contains(&y);
-            mask.push(if inside { 1.0 } else { 0.0 });
-        }
-    }
-    (grid, mask)
 }
 
 fn multiply(a: &Matrix4, b: &Matrix4) -> Matrix4 {
@@ -304,18 +282,6 @@ mod tests {
         // Column 2 samples x = 2.25, past the last column: zero, not a blend with zero.
         assert_eq!(patch[2], 0.0);
         assert_eq!(patch[8], 0.0);
-    }
-
-    #[test]
-    fn the_grid_samples_where_the_op_does() {
-        let m = translation(0.25, -0.75);
-        let (grid, mask) = sampling_grid(&m, (3, 3), (3, 2));
-        // Output (1, 0): x = 1.25, y = -0.75 (above the map, masked).
-        assert_eq!(mask[1], 0.0);
-        // Output (1, 1): x = 1.25, y = 0.25, normalised over the 2 pixels from first to last.
-        assert!((grid[8] - (1.25 / 2.0 * 2.0 - 1.0)).abs() < 1e-6);
-        assert!((grid[9] - (0.25 / 2.0 * 2.0 - 1.0)).abs() < 1e-6);
-        assert_eq!(mask[4], 1.0);
     }
 
     #[test]

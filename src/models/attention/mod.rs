@@ -10,19 +10,19 @@
 //! ```
 //!
 //! The layers are burn modules like the 468-point model's; the three custom operators are in
-//! `custom_ops.rs`, their options read from the file. The sampling of the patches stays on
-//! the device where the model runs on a GPU (burn's `grid_sample_2d` on a grid the host
-//! computes from the matrices); on the CPU it is the host implementation itself.
+//! `custom_ops.rs`, their options read from the file. Two are a few dozen multiply-adds per
+//! face and run on the host; the third, cutting the patches out of the feature map, runs where
+//! the feature map is (`sampling.rs`: a WGSL shader on the GPU, its CPU twin on the CPU).
 
 pub mod custom_ops;
 pub mod refinement;
+pub mod sampling;
 
 use std::borrow::Cow;
 
 use burn::module::Module;
 use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
-use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::models::description::ModelKind;
@@ -31,11 +31,9 @@ use crate::models::landmarks::LandmarkOutput;
 use crate::models::layers::{BlockShape, ResidualBlock, block};
 use crate::models::rows_per_item;
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
-use custom_ops::{
-    Matrix4, RegionTransform, landmarks_to_transform_matrix, sampling_grid, transform_landmarks,
-    transform_tensor_bilinear,
-};
+use custom_ops::{Matrix4, RegionTransform, landmarks_to_transform_matrix, transform_landmarks};
 use refinement::{MESH_POINTS, REFINED_POINTS, RegionOutputs, refine};
+use sampling::sample_patches;
 
 const STEM_CHANNELS: usize = 16;
 const TOP_CHANNELS: usize = 32;
@@ -152,17 +150,6 @@ fn region_head(
     }
 }
 
-/// How the region patches are cut from the feature map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchSampling {
-    /// Read the feature map back and run `transform_tensor_bilinear` (the CPU backend, where
-    /// reading back costs nothing).
-    Host,
-    /// `grid_sample_2d` on the device, on a grid computed on the host: the feature map never
-    /// leaves the GPU.
-    Device,
-}
-
 #[derive(Module, Debug)]
 struct Region {
     trunk: Vec<ResidualBlock>,
@@ -249,16 +236,10 @@ pub struct FaceLandmarkerWithAttention {
     mesh: Conv2d,
     face_flag: Conv2d,
     regions: Vec<Region>,
-    #[module(skip)]
-    sampling: PatchSampling,
 }
 
 impl FaceLandmarkerWithAttention {
-    pub fn load(
-        weights: &WeightFile,
-        device: &Device,
-        sampling: PatchSampling,
-    ) -> Result<Self, WeightError> {
+    pub fn load(weights: &WeightFile, device: &Device) -> Result<Self, WeightError> {
         let name = ModelKind::LandmarksWithAttention.description().name;
         let loader = LayerLoader::new(weights, &name, device)?;
         let trunk = TRUNK
@@ -296,7 +277,6 @@ impl FaceLandmarkerWithAttention {
                 .iter()
                 .map(|layout| Region::load(&loader, layout))
                 .collect::<Result<Vec<_>, _>>()?,
-            sampling,
         })
     }
 
@@ -326,12 +306,11 @@ impl FaceLandmarkerWithAttention {
         let face_presence = self.face_flag.forward(x.clone()).reshape([batch, 1]);
         let mesh = rows_per_item(self.mesh.forward(x).reshape([batch, 3 * MESH_POINTS]));
 
-        let sampler = PatchSampler::new(feature_map, self.sampling);
         // lips, left eye, left iris, right eye, right iris; each one row per face.
         let mut outputs = Vec::new();
         for region in &self.regions {
             let matrices: Vec<Matrix4> = mesh.iter().map(|m| region.matrix(m)).collect();
-            let patches = sampler.sample(&matrices, region.patch_size());
+            let patches = sample_patches(feature_map.clone(), &matrices, region.patch_size());
             outputs.extend(region.forward(patches, &matrices));
         }
         let [lips, left_eye, left_iris, right_eye, right_iris] =
@@ -358,134 +337,37 @@ impl FaceLandmarkerWithAttention {
     }
 }
 
-/// Cuts region patches out of the feature map `[N, C, H, W]`, one matrix per face.
-struct PatchSampler {
-    feature_map: Tensor<4>,
-    /// The feature map on the host, read once for all regions when sampling there.
-    host_copy: Option<Vec<f32>>,
-}
-
-impl PatchSampler {
-    fn new(feature_map: Tensor<4>, sampling: PatchSampling) -> Self {
-        let host_copy = (sampling == PatchSampling::Host).then(|| {
-            feature_map
-                .clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .expect("the feature map is float32")
-        });
-        Self {
-            feature_map,
-            host_copy,
-        }
-    }
-
-    /// `[N, C, out_height, out_width]`.
-    fn sample(&self, matrices: &[Matrix4], (out_width, out_height): (usize, usize)) -> Tensor<4> {
-        let [batch, channels, height, width] = self.feature_map.dims();
-        let device = self.feature_map.device();
-        match &self.host_copy {
-            Some(features) => {
-                let per_face = channels * height * width;
-                let patches: Vec<f32> = matrices
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(n, matrix)| {
-                        transform_tensor_bilinear(
-                            &features[n * per_face..(n + 1) * per_face],
-                            [channels, height, width],
-                            matrix,
-                            (out_width, out_height),
-                        )
-                    })
-                    .collect();
-                Tensor::from_data(
-                    TensorData::new(patches, [batch, channels, out_height, out_width]),
-                    &device,
-                )
-            }
-            None => {
-                let (mut grid, mut mask) = (Vec::new(), Vec::new());
-                for matrix in matrices {
-                    let (g, m) = sampling_grid(matrix, (width, height), (out_width, out_height));
-                    grid.extend(g);
-                    mask.extend(m);
-                }
-                let grid = Tensor::from_data(
-                    TensorData::new(grid, [batch, out_height, out_width, 2]),
-                    &device,
-                );
-                let mask = Tensor::from_data(
-                    TensorData::new(mask, [batch, 1, out_height, out_width]),
-                    &device,
-                );
-                let options = GridSampleOptions::new(InterpolateMode::Bilinear)
-                    .with_padding_mode(GridSamplePaddingMode::Zeros)
-                    .with_align_corners(true);
-                self.feature_map.clone().grid_sample_2d(grid, options) * mask
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::models::WeightSource;
     use crate::tflite::TfliteModel;
 
-    fn load(sampling: PatchSampling) -> FaceLandmarkerWithAttention {
+    fn load() -> FaceLandmarkerWithAttention {
         let file = WeightFile::load(
             ModelKind::LandmarksWithAttention,
             &WeightSource::Embedded,
             true,
         )
         .unwrap();
-        FaceLandmarkerWithAttention::load(&file, &Device::flex(), sampling).unwrap()
+        FaceLandmarkerWithAttention::load(&file, &Device::flex()).unwrap()
     }
 
     /// Every float constant in the file is a burn parameter or one of the region scales.
     #[test]
     fn every_weight_in_the_file_is_used() {
-        let model = load(PatchSampling::Host);
+        let model = load();
         let in_file = TfliteModel::parse(ModelKind::LandmarksWithAttention.embedded_weights())
             .unwrap()
             .float_constant_count();
         assert_eq!(model.num_params() + model.constant_count(), in_file);
     }
 
-    /// The device path (burn's `grid_sample_2d` on the host's grid, what a GPU runs) gives the
-    /// host implementation's answer, here both on the CPU backend with a real face crop.
-    #[test]
-    fn sampling_on_the_device_equals_sampling_on_the_host() {
-        let crop = image::open(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/golden/fixtures/astronaut_face.png"
-        ))
-        .unwrap()
-        .to_rgb8();
-        let input = ModelKind::LandmarksWithAttention.description().input;
-        let tensor =
-            crate::models::input::images_to_tensor(&[&crop, &crop], &input, &Device::flex())
-                .unwrap();
-        let host = load(PatchSampling::Host).forward(tensor.clone());
-        let device = load(PatchSampling::Device).forward(tensor);
-        let host = host.landmarks.into_data().try_to_vec::<f32>().unwrap();
-        let device = device.landmarks.into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(host.len(), 2 * 3 * REFINED_POINTS);
-        let worst = host
-            .iter()
-            .zip(&device)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-3, "worst difference {worst} px");
-    }
-
     /// The region tables here are MediaPipe's refinement mapping; the file's own operator
     /// options list the same points as each region's extent, which checks both.
     #[test]
     fn the_refinement_tables_are_the_regions_of_the_file() {
-        let model = load(PatchSampling::Host);
+        let model = load();
         let subsets: Vec<&[usize]> = model
             .regions
             .iter()
