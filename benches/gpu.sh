@@ -37,36 +37,51 @@ grep -q "software" "$out/models.txt" && { echo "wgpu found only a software adapt
 
 # Model forward passes by batch size, per frame, read back to the host.
 FACE_SERVICE_BENCH_BATCHES="$batches" cargo bench --bench models 2>&1 | tee "$out/bench-models.txt"
-# Decode, the CPU crop against the crop shader (batch of 32), scheduler, JSON.
+# Decode; a batch of 32 landmark inputs cut on the CPU and uploaded, against the frames
+# uploaded and cut by the crop shader; scheduler; JSON.
 cargo bench --bench server_parts 2>&1 | tee "$out/bench-server-parts.txt"
 if [ -x "${MP_VENV:-/nonexistent}/bin/python" ]; then
     "$MP_VENV/bin/python" benches/mediapipe_models.py 2>&1 | tee "$out/mediapipe.txt"
 fi
 
-"$bin" serve --device gpu --bind 127.0.0.1:8003 --max-frames-per-session 0 \
-    > "$out/serve.log" 2>&1 &
-server=$!
-trap 'kill -TERM $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8003/api/ready/', timeout=2)" \
-        2> /dev/null && break
-    sleep 0.5
-done
-"$bin" bench --url ws://127.0.0.1:8003 --sweep "$sweep" --fps 9.5 --seconds "$run_seconds" \
-    --warmup 5 --p99-bound-ms "$bound" --plot "$out/sweep.svg" --json > "$out/sweep.json"
+# The harness sweep against the server, once with the model inputs cut on the CPU (the
+# default) and once with the crop shader (--gpu-crop): the faster becomes the default.
+server=""
+trap '[ -n "$server" ] && kill -TERM "$server" 2>/dev/null || true' EXIT
+sweep_with() {
+    local label="$1"
+    shift
+    "$bin" serve --device gpu --bind 127.0.0.1:8003 --max-frames-per-session 0 "$@" \
+        > "$out/serve-$label.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 600); do
+        python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8003/api/ready/', timeout=2)" \
+            2> /dev/null && break
+        sleep 0.5
+    done
+    "$bin" bench --url ws://127.0.0.1:8003 --sweep "$sweep" --fps 9.5 --seconds "$run_seconds" \
+        --warmup 5 --p99-bound-ms "$bound" --plot "$out/sweep-$label.svg" --json \
+        > "$out/sweep-$label.json"
+    kill -TERM "$server"
+    wait "$server" || true
+    server=""
+}
+sweep_with cpu-crop
+sweep_with gpu-crop --gpu-crop
 
 {
     echo
     echo "## Models (per frame, by batch size)"
     echo '```'
-    grep -E "^(detector|landmarks)/|time:" "$out/bench-models.txt" || true
+    grep -E "^(detector|landmarks|landmarks_with_attention)/|time:" "$out/bench-models.txt" || true
     echo '```'
     echo "## Server parts"
     echo '```'
     grep -E "^[a-z]+/|time:" "$out/bench-server-parts.txt" || true
     echo '```'
-    echo "## Sweep (9.5 fps per session, p99 bound $bound ms)"
-    python3 - "$out/sweep.json" <<'PY'
+    for label in cpu-crop gpu-crop; do
+    echo "## Sweep, $label (9.5 fps per session, p99 bound $bound ms)"
+    python3 - "$out/sweep-$label.json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
 print("| sessions | answers/s | p50 ms | p99 ms | errors | mean batch | device ms/batch |")
@@ -80,5 +95,6 @@ print()
 print(f"largest load served: {report['largest_sessions_served']} sessions, "
       f"{report['largest_load_served_fps']} frames/s")
 PY
+    done
 } >> "$out/report.md"
 cat "$out/report.md"

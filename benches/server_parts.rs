@@ -1,19 +1,24 @@
 //! The server's per-frame costs outside the models, each on its own: decoding a client's JPEG,
-//! cutting the landmark model's input out of a frame (on the CPU, and with the crop shader
-//! for a batch of 32 where a wgpu adapter exists), forming a batch in the scheduler's queue,
+//! cutting the landmark model's input out of a frame (on the CPU; and where a wgpu adapter
+//! exists, a batch of 32 into a device tensor both ways: CPU crops uploaded, or frames
+//! uploaded and cut by the crop shader), forming a batch in the scheduler's queue,
 //! and encoding a `frame_processed` answer as JSON.
 //!
 //!     cargo bench --bench server_parts
 
 use std::time::{Duration, Instant};
 
+use burn::tensor::Tensor;
 use criterion::{Criterion, criterion_group, criterion_main};
 use face_service::bench::carphone_clip;
+use face_service::device::ComputeDevice;
 use face_service::frame;
-use face_service::gpu::crop::{CropJob, GpuCrop};
+use face_service::gpu::crop::{CropJob, crop_on_device};
 use face_service::liveness::check::{LivenessCheck, LivenessRules, SessionKind};
 use face_service::liveness::pose::head_pose;
 use face_service::liveness::quality::{QualityRules, assess};
+use face_service::models::ModelKind;
+use face_service::models::input::images_to_tensor;
 use face_service::pipeline::crop::{Border, PixelRect, crop};
 use face_service::pipeline::face_mesh::FaceLandmarks;
 use face_service::scheduler::queue::{BatchQueue, Next, QueueLimits};
@@ -51,11 +56,14 @@ fn crops(c: &mut Criterion) {
     c.bench_function("crop/cpu_landmark_input_192", |b| {
         b.iter(|| crop(&frame, &ROI, 192, 192, Border::Replicate))
     });
-    let Some(gpu) = GpuCrop::on_default_adapter() else {
-        eprintln!("crop/gpu: no wgpu adapter, skipped");
+    let Ok(gpu) = ComputeDevice::gpu() else {
+        eprintln!("crop/wgpu: no wgpu adapter, skipped");
         return;
     };
-    // 32 sessions' frames, each uploaded once and cropped on the device, read back.
+    // 32 sessions' frames, turned into the landmark model's input tensor on the GPU, both ways:
+    // cut on the CPU and the float crops uploaded (442 KB a frame), or the frames' bytes
+    // uploaded (922 KB a 640x480 frame) and cut by the crop shader. Each iteration waits for the
+    // device by reading one value back.
     let frames: Vec<RgbImage> = (0..32).map(|_| frame.clone()).collect();
     let refs: Vec<&RgbImage> = frames.iter().collect();
     let jobs: Vec<CropJob> = (0..32)
@@ -64,10 +72,32 @@ fn crops(c: &mut Criterion) {
             rect: ROI,
         })
         .collect();
-    let mut group = c.benchmark_group("crop/gpu");
+    let input = ModelKind::Landmarks.description().input;
+    let wait = |tensor: Tensor<4>| -> f32 { tensor.slice([0..1, 0..1, 0..1, 0..1]).into_scalar() };
+    eprintln!("crop/wgpu on {}", gpu.backend);
+    let mut group = c.benchmark_group("crop/wgpu");
     group.sample_size(10);
-    group.bench_function("landmark_input_192_batch_32", |b| {
-        b.iter(|| gpu.crop(&refs, &jobs, (192, 192), Border::Replicate, [0.0, 1.0]))
+    group.bench_function("cpu_crop_then_upload_batch_32", |b| {
+        b.iter(|| {
+            let crops: Vec<RgbImage> = refs
+                .iter()
+                .map(|f| crop(f, &ROI, 192, 192, Border::Replicate))
+                .collect();
+            let crops: Vec<&RgbImage> = crops.iter().collect();
+            wait(images_to_tensor(&crops, &input, &gpu.device).unwrap())
+        })
+    });
+    group.bench_function("upload_frames_then_crop_shader_batch_32", |b| {
+        b.iter(|| {
+            wait(crop_on_device(
+                &refs,
+                &jobs,
+                (192, 192),
+                Border::Replicate,
+                input.range,
+                &gpu.device,
+            ))
+        })
     });
     group.finish();
 }

@@ -87,12 +87,24 @@ struct Tracked {
 
 /// Runs `frames` through one tracker and holds every frame to MediaPipe's answer.
 fn check(label: &str, models: &FaceModels, case: &Case, frames: &[RgbImage]) -> Tracked {
+    check_cropping(label, models, case, frames, false)
+}
+
+/// `check`, with the model inputs cut by the crop shader where `crop_on_device`.
+fn check_cropping(
+    label: &str,
+    models: &FaceModels,
+    case: &Case,
+    frames: &[RgbImage],
+    crop_on_device: bool,
+) -> Tracked {
     let mode = match case.mode.as_str() {
         "video" => TrackingMode::Video,
         _ => TrackingMode::Static,
     };
     let options = FaceMeshOptions {
         max_faces: case.max_faces,
+        crop_on_device,
         ..FaceMeshOptions::default()
     };
     let mesh = FaceMesh::new(models, options);
@@ -346,8 +358,32 @@ fn video_mode_matches_mediapipe_on_wgpu() {
     check("wgpu", &models, &case("astronaut_static"), &astronaut());
 }
 
-/// On wgpu the region patches are sampled on the device (`grid_sample_2d`), not by the host
-/// implementation the CPU runs: this holds that path to MediaPipe too.
+/// With the crop shader cutting the detector's and the landmark model's inputs on the GPU
+/// (`--gpu-crop`), the pipeline still gives MediaPipe's answers: the shader and the CPU crop
+/// differ by at most one level in a handful of bytes (`tests/shaders.rs`).
+#[test]
+fn device_crops_match_mediapipe_on_wgpu() {
+    let device = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
+    let models = FaceModels::load(device, &ModelOptions::default()).unwrap();
+    let video = case("carphone_video");
+    let tracked = check_cropping("wgpu, gpu crop", &models, &video, &carphone_640x480(), true);
+    assert_eq!(tracked.tracker.detector_runs(), 1);
+    assert_blinks_match_the_seed_reference(
+        "wgpu, gpu crop",
+        "carphone_blinks.json",
+        &tracked.faces,
+    );
+    check_cropping(
+        "wgpu, gpu crop",
+        &models,
+        &case("astronaut_static"),
+        &astronaut(),
+        true,
+    );
+}
+
+/// On wgpu the region patches are cut by `shaders/transform_tensor_bilinear.wgsl`, not by the
+/// host implementation the CPU runs: this holds that path to MediaPipe too.
 #[test]
 fn refined_landmarks_match_mediapipe_on_wgpu() {
     let device = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");

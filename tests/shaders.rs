@@ -5,7 +5,7 @@ mod common;
 use burn::tensor::{Tensor, TensorData};
 use face_service::bench::carphone_frames;
 use face_service::device::ComputeDevice;
-use face_service::gpu::crop::{CropJob, GpuCrop};
+use face_service::gpu::crop::{CropJob, crop_on_device};
 use face_service::models::ModelKind;
 use face_service::models::attention::custom_ops::{
     Matrix4, RegionTransform, landmarks_to_transform_matrix, transform_tensor_bilinear,
@@ -33,9 +33,9 @@ fn cpu_input(
         .collect()
 }
 
-/// The same crops cut by the shader and by its CPU twin.
+/// The same crops cut by the shader (into a tensor on the GPU, read back) and by its CPU twin.
 fn both_twins(
-    gpu: &GpuCrop,
+    gpu: &ComputeDevice,
     frames: &[RgbImage],
     jobs: &[CropJob],
     input: &InputDescription,
@@ -43,7 +43,10 @@ fn both_twins(
 ) -> (Vec<f32>, Vec<f32>) {
     let refs: Vec<&RgbImage> = frames.iter().collect();
     let out = (input.width as u32, input.height as u32);
-    let on_gpu = gpu.crop(&refs, jobs, out, border, input.range);
+    let on_gpu = crop_on_device(&refs, jobs, out, border, input.range, &gpu.device)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let on_cpu = jobs
         .iter()
         .flat_map(|job| cpu_input(&frames[job.frame], &job.rect, input, border))
@@ -79,8 +82,7 @@ fn assert_twins(what: &str, gpu: &[f32], cpu: &[f32], one_level: f32) {
 
 #[test]
 fn the_crop_shader_equals_the_cpu_crop() {
-    let gpu =
-        GpuCrop::on_default_adapter().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
+    let gpu = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
     let frames = frames();
 
     // Landmark crops: rotated, partly outside the frame (edge replicated).

@@ -1,208 +1,173 @@
-//! Launching `shaders/crop.wgsl`: a batch of rotated crops, cut on the GPU from 8-bit frames
-//! uploaded once, written as the normalised `[N, 3, H, W]` model input.
+//! `shaders/crop.wgsl` on the GPU: a batch of rotated crops cut from 8-bit frames uploaded
+//! once, written straight into the model's normalised `[N, 3, H, W]` input tensor.
 //!
-//! Raw wgpu rather than burn's custom-kernel API: the kernel reads packed 8-bit frames and a
-//! table of per-crop affine maps, neither of which is a burn tensor, and plain wgpu keeps the
-//! launch code short and readable. The CPU twin is `pipeline::crop`; `tests/shaders.rs` holds
-//! the two equal.
+//! The shader is launched through burn's template kernels as a backend extension, on burn's
+//! own buffers: the crops never come back to the host, and Fusion queues the launch with the
+//! model's first layers. Only the frames' bytes travel (packed four to a word in an int
+//! tensor), with one small table of affine maps. The CPU twin is `pipeline::crop` followed by
+//! `models::input::images_to_tensor`; `tests/shaders.rs` holds the two equal.
 
-use bytemuck::{Pod, Zeroable};
+use burn::backend::fusion::custom::TensorSpec;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, SourceKernel, into_contiguous};
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::tensor::{DType, Device, Int, Shape, Tensor, TensorData};
+use burn_cubecl::cubecl::server::KernelArguments;
+use burn_cubecl::cubecl::{CubeCount, CubeDim};
 use image::RgbImage;
-use wgpu::util::DeviceExt;
 
+use crate::gpu::wgsl::WgslShader;
 use crate::pipeline::crop::{Affine, Border, PixelRect};
 
 const SHADER: &str = include_str!("../../shaders/crop.wgsl");
+/// Workgroups are this many output pixels on a side.
 const WORKGROUP: u32 = 8;
+const MAP_VALUES: usize = 8;
+const PLACEMENT_VALUES: usize = 4;
 
-/// One crop: which uploaded frame, and which rectangle of it.
+/// One crop: which frame of the batch, and which rectangle of it.
 #[derive(Debug, Clone, Copy)]
 pub struct CropJob {
     pub frame: usize,
     pub rect: PixelRect,
 }
 
-/// The shader's `Job`, field for field.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct GpuJob {
-    map: [f32; 6],
-    frame_offset: u32,
-    frame_width: u32,
-    frame_height: u32,
-    border_zero: u32,
+/// Cuts every job out of its frame into `out_width` x `out_height`, each byte mapped onto
+/// `range`, as a `[jobs, 3, out_height, out_width]` tensor on `device`, a wgpu device.
+pub fn crop_on_device(
+    frames: &[&RgbImage],
+    jobs: &[CropJob],
+    (out_width, out_height): (u32, u32),
+    border: Border,
     range: [f32; 2],
-}
-
-/// The shader's `Params`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct Params {
-    out_width: u32,
-    out_height: u32,
-    jobs: u32,
-    padding: u32,
-}
-
-/// The compiled crop pipeline on one wgpu device.
-pub struct GpuCrop {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    pipeline: wgpu::ComputePipeline,
-}
-
-impl GpuCrop {
-    pub fn new(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("crop.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("crop"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Self {
-            device,
-            queue,
-            pipeline,
-        }
+    device: &Device,
+) -> Tensor<4> {
+    // Frames go up once, back to back, as little-endian words.
+    let mut bytes = Vec::new();
+    let mut offsets = Vec::with_capacity(frames.len());
+    for frame in frames {
+        offsets.push(bytes.len());
+        bytes.extend_from_slice(frame.as_raw());
     }
-
-    /// A device of its own on the adapter wgpu prefers, or None when there is no adapter.
-    pub fn on_default_adapter() -> Option<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::PRIMARY,
-            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
-        });
-        let adapter = pollster::block_on(instance.request_adapter(&Default::default())).ok()?;
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&Default::default())).ok()?;
-        Some(Self::new(device, queue))
+    bytes.resize(bytes.len().next_multiple_of(4).max(4), 0);
+    let words_of_frames: Vec<i32> = bytes
+        .chunks_exact(4)
+        .map(|w| i32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .collect();
+    let mut maps = Vec::with_capacity(jobs.len() * MAP_VALUES);
+    let mut placements = Vec::with_capacity(jobs.len() * PLACEMENT_VALUES);
+    for job in jobs {
+        let frame = frames[job.frame];
+        let m = Affine::rect_to_output(&job.rect, out_width, out_height);
+        maps.extend([m.a, m.b, m.c, m.d, m.e, m.f].map(|v| v as f32));
+        maps.extend(range);
+        placements.extend([
+            i32::try_from(offsets[job.frame]).expect("a batch's frames are under 2 GiB"),
+            frame.width() as i32,
+            frame.height() as i32,
+            i32::from(border == Border::Zero),
+        ]);
     }
+    let words = |values: Vec<i32>| {
+        let len = values.len();
+        Tensor::<1, Int>::from_data(TensorData::new(values, [len]), device)
+    };
+    let frames = words(words_of_frames);
+    let maps = Tensor::<2>::from_data(TensorData::new(maps, [jobs.len(), MAP_VALUES]), device);
+    let placements = words(placements);
+    Tensor::from_dispatch(<Dispatch as FrameCrop>::crop_frames(
+        frames.into_dispatch(),
+        maps.into_dispatch(),
+        placements.into_dispatch(),
+        out_width as usize,
+        out_height as usize,
+    ))
+}
 
-    /// Cuts every job out of its frame into `out_width` x `out_height`, mapped onto `range`,
-    /// and reads the `[jobs, 3, out_height, out_width]` values back.
-    pub fn crop(
-        &self,
-        frames: &[&RgbImage],
-        jobs: &[CropJob],
-        (out_width, out_height): (u32, u32),
-        border: Border,
-        range: [f32; 2],
-    ) -> Vec<f32> {
-        // Frames go up once, back to back, padded to whole words.
-        let mut bytes = Vec::new();
-        let mut offsets = Vec::with_capacity(frames.len());
-        for frame in frames {
-            offsets.push(bytes.len() as u32);
-            bytes.extend_from_slice(frame.as_raw());
-        }
-        bytes.resize(bytes.len().next_multiple_of(4).max(4), 0);
-        let gpu_jobs: Vec<GpuJob> = jobs
-            .iter()
-            .map(|job| {
-                let frame = frames[job.frame];
-                let m = Affine::rect_to_output(&job.rect, out_width, out_height);
-                GpuJob {
-                    map: [m.a, m.b, m.c, m.d, m.e, m.f].map(|v| v as f32),
-                    frame_offset: offsets[job.frame],
-                    frame_width: frame.width(),
-                    frame_height: frame.height(),
-                    border_zero: u32::from(border == Border::Zero),
-                    range,
-                }
-            })
-            .collect();
-        let params = Params {
-            out_width,
-            out_height,
-            jobs: jobs.len() as u32,
-            padding: 0,
-        };
-        let output_len = jobs.len() * 3 * (out_width * out_height) as usize;
-        let output_bytes = (output_len * std::mem::size_of::<f32>()).max(4) as u64;
+#[backend_extension(Cube, Fusion)]
+pub trait FrameCrop: Backend {
+    /// `frames`: the frames' bytes, four to a word; `maps` `[jobs, 8]`; `placements`
+    /// `[jobs * 4]` -> `[jobs, 3, out_height, out_width]`.
+    #[fusion(meta = crop_spec)]
+    fn crop_frames(
+        frames: IntTensor<Self>,
+        maps: FloatTensor<Self>,
+        placements: IntTensor<Self>,
+        out_width: usize,
+        out_height: usize,
+    ) -> FloatTensor<Self>;
+}
 
-        let storage = |label, contents: &[u8]| {
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents,
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-        };
-        let frames_buffer = storage("frames", &bytes);
-        let jobs_buffer = storage("jobs", bytemuck::cast_slice(&gpu_jobs));
-        let params_buffer = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let output = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("crops"),
-            size: output_bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("crops readback"),
-            size: output_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("crop"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                entry(0, &frames_buffer),
-                entry(1, &jobs_buffer),
-                entry(2, &output),
-                entry(3, &params_buffer),
-            ],
-        });
+/// The output's shape and type, for Fusion to queue the launch before it runs.
+fn crop_spec(
+    _frames: &TensorSpec,
+    maps: &TensorSpec,
+    _placements: &TensorSpec,
+    out_width: &usize,
+    out_height: &usize,
+) -> TensorSpec {
+    let jobs = maps.shape.dims::<2>()[0];
+    TensorSpec::new(Shape::new([jobs, 3, *out_height, *out_width]), DType::F32)
+}
 
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(
-                out_width.div_ceil(WORKGROUP),
-                out_height.div_ceil(WORKGROUP),
-                jobs.len() as u32,
+impl FrameCrop for CubeBackend {
+    fn crop_frames(
+        frames: IntTensor<Self>,
+        maps: FloatTensor<Self>,
+        placements: IntTensor<Self>,
+        out_width: usize,
+        out_height: usize,
+    ) -> FloatTensor<Self> {
+        for (name, tensor) in [("frames", &frames), ("placements", &placements)] {
+            assert_eq!(
+                tensor.dtype.size(),
+                4,
+                "the crop shader reads {name} as 32-bit words"
             );
         }
-        encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, output_bytes);
-        self.queue.submit([encoder.finish()]);
-
-        let slice = readback.slice(..);
-        slice.map_async(wgpu::MapMode::Read, |result| {
-            result.expect("mapping the crop readback buffer")
-        });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
-            .expect("waiting for the crop kernel");
-        let mapped = slice
-            .get_mapped_range()
-            .expect("the readback buffer was just mapped");
-        let values = bytemuck::cast_slice::<u8, f32>(&mapped)[..output_len].to_vec();
-        drop(mapped);
-        readback.unmap();
-        values
-    }
-}
-
-fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
+        assert_eq!(maps.dtype, DType::F32, "the crop shader reads float32 maps");
+        let (frames, maps, placements) = (
+            into_contiguous(frames),
+            into_contiguous(maps),
+            into_contiguous(placements),
+        );
+        let jobs = maps.meta.shape().dims::<2>()[0];
+        let shape = Shape::new([jobs, 3, out_height, out_width]);
+        let client = maps.client.clone();
+        let buffer = client.empty(shape.num_elements() * DType::F32.size());
+        let output = CubeTensor::new_contiguous(
+            client.clone(),
+            maps.device.clone(),
+            shape,
+            buffer,
+            DType::F32,
+        );
+        let dimension = |d: usize| u32::try_from(d).expect("crop sizes fit in u32");
+        let info = [dimension(out_width), dimension(out_height), dimension(jobs)];
+        let info = client.create_from_slice(bytemuck::cast_slice(&info));
+        let count = CubeCount::Static(
+            dimension(out_width).div_ceil(WORKGROUP),
+            dimension(out_height).div_ceil(WORKGROUP),
+            dimension(jobs),
+        );
+        client.launch(
+            Box::new(SourceKernel::new(
+                WgslShader {
+                    name: "crop.wgsl",
+                    source: SHADER,
+                    workgroup_size: WORKGROUP,
+                },
+                CubeDim::new_2d(WORKGROUP, WORKGROUP),
+            )),
+            count,
+            KernelArguments::new().with_buffers(vec![
+                frames.handle.binding(),
+                maps.handle.binding(),
+                placements.handle.binding(),
+                output.handle.clone().binding(),
+                info.binding(),
+            ]),
+        );
+        output
     }
 }

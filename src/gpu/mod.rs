@@ -1,3 +1,6 @@
-//! Work done by face-service's own compute shaders (`shaders/`), each with a CPU twin.
+//! Launching face-service's own compute shaders (`shaders/`) on burn's tensors; each has a CPU
+//! twin. The attention model's patch sampling lives with the model
+//! (`models::attention::sampling`).
 
 pub mod crop;
+pub mod wgsl;

@@ -5,6 +5,8 @@
 use burn::tensor::Tensor;
 use image::RgbImage;
 
+use crate::device::Backend;
+use crate::gpu::crop::{CropJob, crop_on_device};
 use crate::models::description::{DecodingOptions, InputDescription, NonMaxSuppressionOptions};
 use crate::models::input::{InputError, images_to_tensor};
 use crate::models::{FaceModels, ModelKind, rows_per_item};
@@ -27,6 +29,10 @@ pub struct FaceMeshOptions {
     /// `scheduler::queue::padded_batch_size`), so that a GPU compiles its kernels for a few
     /// shapes, once; `None` runs batches as they come (the CPU gains nothing from padding).
     pub padded_batches_up_to: Option<usize>,
+    /// Cut the model inputs out of the frames on the GPU (`shaders/crop.wgsl`: the frames'
+    /// bytes go up, the crops never exist on the host) instead of on the CPU. Ignored on the
+    /// CPU backend.
+    pub crop_on_device: bool,
 }
 
 impl Default for FaceMeshOptions {
@@ -36,6 +42,7 @@ impl Default for FaceMeshOptions {
             min_detection_confidence: 0.5,
             min_tracking_confidence: 0.5,
             padded_batches_up_to: None,
+            crop_on_device: false,
         }
     }
 }
@@ -73,6 +80,8 @@ pub struct FaceMesh<'m> {
     suppression: NonMaxSuppressionOptions,
     landmark_input: InputDescription,
     options: FaceMeshOptions,
+    /// `options.crop_on_device`, where the models run on wgpu.
+    crops_on_device: bool,
 }
 
 impl<'m> FaceMesh<'m> {
@@ -88,6 +97,8 @@ impl<'m> FaceMesh<'m> {
                 .expect("detector has suppression options"),
             landmark_input: models.landmarker.kind().description().input,
             options,
+            crops_on_device: options.crop_on_device
+                && matches!(models.device.backend, Backend::Wgpu { .. }),
         }
     }
 
@@ -100,20 +111,11 @@ impl<'m> FaceMesh<'m> {
         if frames.is_empty() {
             return Ok(Vec::new());
         }
-        let (width, height) = (
-            self.detector_input.width as u32,
-            self.detector_input.height as u32,
-        );
         let boxes: Vec<PixelRect> = frames.iter().map(|f| letterbox(f.dimensions())).collect();
-        let inputs: Vec<RgbImage> = frames
-            .iter()
-            .zip(&boxes)
-            .map(|(frame, rect)| crop(frame, rect, width, height, Border::Zero))
-            .collect();
-        let output = self
-            .models
-            .detector
-            .forward(self.to_tensor(&inputs, &self.detector_input)?);
+        let regions: Vec<(&RgbImage, PixelRect)> =
+            frames.iter().copied().zip(boxes.iter().copied()).collect();
+        let input = self.input_tensor(&regions, &self.detector_input, Border::Zero)?;
+        let output = self.models.detector.forward(input);
         let regressors = rows_per_item(output.regressors);
         let scores = rows_per_item(output.scores);
         Ok(frames
@@ -145,18 +147,8 @@ impl<'m> FaceMesh<'m> {
         if regions.is_empty() {
             return Ok(Vec::new());
         }
-        let (width, height) = (
-            self.landmark_input.width as u32,
-            self.landmark_input.height as u32,
-        );
-        let inputs: Vec<RgbImage> = regions
-            .iter()
-            .map(|(frame, rect)| crop(frame, rect, width, height, Border::Replicate))
-            .collect();
-        let output = self
-            .models
-            .landmarker
-            .forward(self.to_tensor(&inputs, &self.landmark_input)?);
+        let input = self.input_tensor(regions, &self.landmark_input, Border::Replicate)?;
+        let output = self.models.landmarker.forward(input);
         let points = rows_per_item(output.landmarks);
         let presence = rows_per_item(output.face_presence);
         let input_size = (self.landmark_input.width, self.landmark_input.height);
@@ -173,17 +165,52 @@ impl<'m> FaceMesh<'m> {
             .collect())
     }
 
-    fn to_tensor(
+    /// The model input `[N, 3, H, W]` for each (frame, region), N padded when padding is on:
+    /// cut on the CPU and uploaded, or cut on the GPU by the crop shader.
+    fn input_tensor(
         &self,
-        images: &[RgbImage],
+        regions: &[(&RgbImage, PixelRect)],
         input: &InputDescription,
+        border: Border,
     ) -> Result<Tensor<4>, InputError> {
-        let mut refs: Vec<&RgbImage> = images.iter().collect();
+        let mut regions = regions.to_vec();
         // Padding items are copies of the first: their answers are computed and ignored.
-        if let (Some(max), Some(first)) = (self.options.padded_batches_up_to, images.first()) {
-            refs.resize(padded_batch_size(images.len(), max), first);
+        if let (Some(max), Some(&first)) = (self.options.padded_batches_up_to, regions.first()) {
+            regions.resize(padded_batch_size(regions.len(), max), first);
         }
-        images_to_tensor(&refs, input, &self.models.device.device)
+        let size = (input.width as u32, input.height as u32);
+        if self.crops_on_device {
+            // Each distinct frame goes up once, however many regions it holds.
+            let mut frames: Vec<&RgbImage> = Vec::new();
+            let jobs: Vec<CropJob> = regions
+                .iter()
+                .map(|&(frame, rect)| {
+                    let index = frames
+                        .iter()
+                        .position(|f| std::ptr::eq(*f, frame))
+                        .unwrap_or_else(|| {
+                            frames.push(frame);
+                            frames.len() - 1
+                        });
+                    CropJob { frame: index, rect }
+                })
+                .collect();
+            let device = &self.models.device.device;
+            return Ok(crop_on_device(
+                &frames,
+                &jobs,
+                size,
+                border,
+                input.range,
+                device,
+            ));
+        }
+        let crops: Vec<RgbImage> = regions
+            .iter()
+            .map(|(frame, rect)| crop(frame, rect, size.0, size.1, border))
+            .collect();
+        let crops: Vec<&RgbImage> = crops.iter().collect();
+        images_to_tensor(&crops, input, &self.models.device.device)
     }
 
     /// Runs both models once at every padded batch size, so that a GPU has compiled all its

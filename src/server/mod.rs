@@ -44,6 +44,11 @@ pub struct ServeConfig {
     /// Most frames in one device batch.
     #[arg(long, env = "FACE_SERVICE_MAX_BATCH", default_value_t = 32)]
     pub max_batch: usize,
+    /// On a GPU, cut the model inputs out of the frames with the crop shader (the frames'
+    /// bytes are uploaded) instead of on the CPU (the crops are uploaded). Off until measured
+    /// faster on a GPU: `benches/gpu.sh` times both.
+    #[arg(long, env = "FACE_SERVICE_GPU_CROP")]
+    pub gpu_crop: bool,
     /// On the CPU backend, device workers running frames side by side, each on one core
     /// (0: one per core). A GPU always has one.
     #[arg(long, env = "FACE_SERVICE_CPU_WORKERS", default_value_t = 0)]
@@ -220,6 +225,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
         FaceMeshOptions {
             max_faces: config.max_num_faces,
             padded_batches_up_to: on_gpu.then_some(config.max_batch),
+            crop_on_device: config.gpu_crop,
             ..FaceMeshOptions::default()
         },
         metrics.clone(),

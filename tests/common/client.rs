@@ -25,6 +25,7 @@ pub fn config() -> ServeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         max_batch: 16,
         cpu_workers: 1,
+        gpu_crop: false,
         max_queue_delay_ms: 20,
         queue_capacity: 64,
         frame_deadline_ms: 30_000,

@@ -11,15 +11,13 @@
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::{
-    CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
-};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, SourceKernel, into_contiguous};
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
-use burn_cubecl::cubecl::prelude::KernelId;
 use burn_cubecl::cubecl::server::KernelArguments;
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
+use crate::gpu::wgsl::WgslShader;
 use crate::models::attention::custom_ops::{Matrix4, transform_tensor_bilinear};
 
 const SHADER: &str = include_str!("../../../shaders/transform_tensor_bilinear.wgsl");
@@ -144,7 +142,14 @@ impl PatchSampling for CubeBackend {
             1,
         );
         client.launch(
-            Box::new(SourceKernel::new(PatchShader, CubeDim::new_1d(WORKGROUP))),
+            Box::new(SourceKernel::new(
+                WgslShader {
+                    name: "transform_tensor_bilinear.wgsl",
+                    source: SHADER,
+                    workgroup_size: WORKGROUP,
+                },
+                CubeDim::new_1d(WORKGROUP),
+            )),
             count,
             KernelArguments::new().with_buffers(vec![
                 features.handle.binding(),
@@ -154,22 +159,5 @@ impl PatchSampling for CubeBackend {
             ]),
         );
         patches
-    }
-}
-
-/// `shaders/transform_tensor_bilinear.wgsl` with its workgroup size filled in.
-struct PatchShader;
-
-impl KernelSource for PatchShader {
-    fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(SHADER).register("workgroup_size", WORKGROUP.to_string())
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
     }
 }
