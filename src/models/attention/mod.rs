@@ -4,36 +4,36 @@
 //! ```text
 //! [N,3,192,192] -> trunk ─┬─ block 2: feature map [N,32,48,48] ───────────────┐
 //!                         └─ 3x3x128 -> projection -> mesh [N,1404], face flag │
-//!   mesh (host) -> per region: Landmarks2TransformMatrix -> 4x4 matrix        │
+//!   mesh -> per region: Landmarks2TransformMatrix -> 4x4 matrix               │
 //!   matrix + feature map -> TransformTensorBilinear -> patch [N,32,16,16] <───┘
 //!   patch -> region trunk -> heads (lips | eye, iris) -> TransformLandmarks -> refine
 //! ```
 //!
-//! The layers are burn modules like the 468-point model's; the three custom operators are in
-//! `custom_ops.rs`, their options read from the file. Two are a few dozen multiply-adds per
-//! face and run on the host; the third, cutting the patches out of the feature map, runs where
-//! the feature map is (`sampling.rs`: a WGSL shader on the GPU, its CPU twin on the CPU).
+//! The layers are burn modules like the 468-point model's; the three custom operators (their
+//! options read from the file) are a backend extension (`kernels.rs`): WGSL shaders on the GPU,
+//! their CPU twins (`custom_ops.rs`) on the CPU, so the whole pass stays queued on the device
+//! and its answers are read back once. The 478 points are put together on the host
+//! (`refinement.rs`).
 
 pub mod custom_ops;
+pub mod kernels;
 pub mod refinement;
-pub mod sampling;
 
 use std::borrow::Cow;
 
 use burn::module::Module;
 use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
 
 use crate::models::description::ModelKind;
 use crate::models::head::{Head, HeadLayout, load_block};
 use crate::models::landmarks::LandmarkOutput;
 use crate::models::layers::{BlockShape, ResidualBlock, block};
-use crate::models::rows_per_item;
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
-use custom_ops::{Matrix4, RegionTransform, landmarks_to_transform_matrix, transform_landmarks};
+use custom_ops::{Matrix4, RegionTransform};
+use kernels::{sample_patches, transform_matrices, transform_points};
 use refinement::{MESH_POINTS, REFINED_POINTS, RegionOutputs, refine};
-use sampling::sample_patches;
 
 const STEM_CHANNELS: usize = 16;
 const TOP_CHANNELS: usize = 32;
@@ -192,30 +192,18 @@ impl Region {
         })
     }
 
-    /// The matrix from this region's patch to the feature map, for one face's mesh.
-    fn matrix(&self, mesh: &[f32]) -> Matrix4 {
-        let scaled: Vec<f32> = mesh.iter().map(|v| v * self.mesh_scale).collect();
-        landmarks_to_transform_matrix(&scaled, &self.transform)
-    }
-
-    /// The region's outputs for a batch of patches, each mapped back to crop pixels by its
-    /// face's matrix: one `Vec` per head, one row per face.
-    fn forward(&self, mut x: Tensor<4>, matrices: &[Matrix4]) -> Vec<Vec<Vec<f32>>> {
+    /// The region's outputs for a batch of meshes `[N, 1404]` and the feature map they came
+    /// with: one `[N, K * 2]` tensor per head, in crop pixels.
+    fn forward(&self, mesh: Tensor<2>, feature_map: Tensor<4>) -> Vec<Tensor<2>> {
+        let matrices = transform_matrices(mesh, &self.transform, self.mesh_scale);
+        let mut x = sample_patches(feature_map, matrices.clone(), self.patch_size());
         for block in &self.trunk {
             x = block.forward(x);
         }
         self.heads
             .iter()
             .map(|head| {
-                rows_per_item(head.forward(x.clone()))
-                    .iter()
-                    .zip(matrices)
-                    .map(|(points, matrix)| {
-                        let scaled: Matrix4 =
-                            std::array::from_fn(|i| matrix[i] * self.matrix_scale[i]);
-                        transform_landmarks(points, &scaled)
-                    })
-                    .collect()
+                transform_points(head.forward(x.clone()), matrices.clone(), self.matrix_scale)
             })
             .collect()
     }
@@ -304,17 +292,32 @@ impl FaceLandmarkerWithAttention {
             .forward(self.projection_prelu.forward(self.projection.forward(x)));
         let batch = x.dims()[0];
         let face_presence = self.face_flag.forward(x.clone()).reshape([batch, 1]);
-        let mesh = rows_per_item(self.mesh.forward(x).reshape([batch, 3 * MESH_POINTS]));
-
-        // lips, left eye, left iris, right eye, right iris; each one row per face.
-        let mut outputs = Vec::new();
+        let mesh = self.mesh.forward(x).reshape([batch, 3 * MESH_POINTS]);
+        // Everything stays queued on the device until this one read: the mesh, then lips,
+        // left eye, left iris, right eye and right iris, each one row per face.
+        let mut read = Transaction::default().register(mesh.clone());
         for region in &self.regions {
-            let matrices: Vec<Matrix4> = mesh.iter().map(|m| region.matrix(m)).collect();
-            let patches = sample_patches(feature_map.clone(), &matrices, region.patch_size());
-            outputs.extend(region.forward(patches, &matrices));
+            for output in region.forward(mesh.clone(), feature_map.clone()) {
+                read = read.register(output);
+            }
         }
-        let [lips, left_eye, left_iris, right_eye, right_iris] =
-            <[_; 5]>::try_from(outputs).expect("the regions have five heads");
+        let rows: Vec<Vec<f32>> = read
+            .execute()
+            .into_iter()
+            .map(|data| {
+                data.try_into_vec::<f32>()
+                    .expect("model outputs are float32")
+            })
+            .collect();
+        let per_face = |values: &[f32]| -> Vec<Vec<f32>> {
+            values
+                .chunks(values.len() / batch.max(1))
+                .map(<[f32]>::to_vec)
+                .collect()
+        };
+        let [mesh, lips, left_eye, left_iris, right_eye, right_iris] =
+            <[_; 6]>::try_from(rows.iter().map(|r| per_face(r)).collect::<Vec<_>>())
+                .expect("the mesh and the regions' five heads");
         let points: Vec<f32> = (0..batch)
             .flat_map(|n| {
                 refine(&RegionOutputs {
