@@ -8,12 +8,13 @@
 # `face-service bench` (the seed protocol: JSON base64 JPEG frames of the carphone clip at
 # 640x480, 9.5 frames a second per session, under the seed's 10 fps limit) and prints, for
 # both, results per second (frames answered with a face or no face; error answers such as 503
-# do not count), answers per second, latency and errors, and the ratio of results. Both servers run on the CPU with the
-# same refine_landmarks setting (off: face-service's attention model is not built yet). The
-# per-session frame budget (120) is lifted on both, or sessions would close mid-run.
+# # do not count), answers per second, latency and errors, and the ratio of results. Both
+# servers run on the CPU with the same refine_landmarks setting: off, or on with
+# REFINE_LANDMARKS=1 (MediaPipe's attention model in both). The per-session frame budget (120)
+# is lifted on both, or sessions would close mid-run.
 #
 # Environment: SEED_VENV (/var/tmp/seedvenv), SEED_WORKERS (cores), FACE_MESH_POOL_SIZE (4),
-# RUN_SECONDS (20), WARMUP_SECONDS (5), OUT (/var/tmp/seed-comparison).
+# REFINE_LANDMARKS (0), RUN_SECONDS (20), WARMUP_SECONDS (5), OUT (/var/tmp/seed-comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ export FACE_MESH_POOL_SIZE="${FACE_MESH_POOL_SIZE:-4}"
 run_seconds="${RUN_SECONDS:-20}"
 warmup_seconds="${WARMUP_SECONDS:-5}"
 out="${OUT:-/var/tmp/seed-comparison}"
+refine="${REFINE_LANDMARKS:-0}"
+refine_flag=()
+[ "$refine" = 1 ] && refine_flag=(--refine-landmarks)
 sessions_list=("${@:-16 32 64}")
 # shellcheck disable=SC2206
 sessions_list=(${sessions_list[*]})
@@ -60,7 +64,7 @@ bench() {  # NAME PORT SESSIONS
 
 for sessions in "${sessions_list[@]}"; do
     echo "== $sessions sessions x 9.5 fps"
-    SEED_MAX_FRAMES=0 "$venv/bin/gunicorn" -k uvicorn.workers.UvicornWorker -w "$workers" \
+    SEED_MAX_FRAMES=0 SEED_REFINE_LANDMARKS="$refine" "$venv/bin/gunicorn" -k uvicorn.workers.UvicornWorker -w "$workers" \
         -b 127.0.0.1:8013 --chdir benches/seed_server seed_server:app \
         > "$out/seed-server.log" 2>&1 &
     seed_pid=$!
@@ -69,7 +73,7 @@ for sessions in "${sessions_list[@]}"; do
     kill -TERM "$seed_pid"; wait "$seed_pid" || true
 
     "$bin" serve --device cpu --bind 127.0.0.1:8003 --max-frames-per-session 0 \
-        > "$out/face-service.log" 2>&1 &
+        "${refine_flag[@]}" > "$out/face-service.log" 2>&1 &
     service_pid=$!
     wait_for http://127.0.0.1:8003/api/ready/
     bench face-service 8003 "$sessions"
