@@ -9,14 +9,13 @@
 
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::wgpu::{CubeBackend, CubeTensor, SourceKernel, into_contiguous};
+use burn::backend::wgpu::{CubeBackend, into_contiguous};
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Device, Int, Shape, Tensor, TensorData};
-use burn_cubecl::cubecl::server::KernelArguments;
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
 use image::RgbImage;
 
-use crate::gpu::wgsl::WgslShader;
+use crate::gpu::wgsl::{WgslShader, launch, new_output, word};
 use crate::pipeline::crop::{Affine, Border, PixelRect};
 
 const SHADER: &str = include_str!("../../shaders/crop.wgsl");
@@ -132,41 +131,32 @@ impl FrameCrop for CubeBackend {
             into_contiguous(placements),
         );
         let jobs = maps.meta.shape().dims::<2>()[0];
-        let shape = Shape::new([jobs, 3, out_height, out_width]);
-        let client = maps.client.clone();
-        let buffer = client.empty(shape.num_elements() * DType::F32.size());
-        let output = CubeTensor::new_contiguous(
-            client.clone(),
-            maps.device.clone(),
-            shape,
-            buffer,
-            DType::F32,
-        );
-        let dimension = |d: usize| u32::try_from(d).expect("crop sizes fit in u32");
-        let info = [dimension(out_width), dimension(out_height), dimension(jobs)];
-        let info = client.create_from_slice(bytemuck::cast_slice(&info));
+        let output = new_output(&maps, Shape::new([jobs, 3, out_height, out_width]));
+        let info = [word(out_width), word(out_height), word(jobs)];
+        let info = maps.client.create_from_slice(bytemuck::cast_slice(&info));
         let count = CubeCount::Static(
-            dimension(out_width).div_ceil(WORKGROUP),
-            dimension(out_height).div_ceil(WORKGROUP),
-            dimension(jobs),
+            word(out_width).div_ceil(WORKGROUP),
+            word(out_height).div_ceil(WORKGROUP),
+            word(jobs),
         );
-        client.launch(
-            Box::new(SourceKernel::new(
-                WgslShader {
-                    name: "crop.wgsl",
-                    source: SHADER,
-                    workgroup_size: WORKGROUP,
-                },
-                CubeDim::new_2d(WORKGROUP, WORKGROUP),
-            )),
+        let shader = WgslShader {
+            name: "crop.wgsl",
+            source: SHADER,
+            workgroup_size: WORKGROUP,
+        };
+        let buffers = vec![
+            frames.handle.clone(),
+            maps.handle.clone(),
+            placements.handle.clone(),
+            output.handle.clone(),
+            info,
+        ];
+        launch(
+            &maps,
+            shader,
+            CubeDim::new_2d(WORKGROUP, WORKGROUP),
             count,
-            KernelArguments::new().with_buffers(vec![
-                frames.handle.binding(),
-                maps.handle.binding(),
-                placements.handle.binding(),
-                output.handle.clone().binding(),
-                info.binding(),
-            ]),
+            buffers,
         );
         output
     }

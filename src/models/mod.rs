@@ -118,6 +118,11 @@ pub fn rows_per_item<const D: usize>(tensor: Tensor<D>) -> Vec<Vec<f32>> {
         .into_data()
         .try_to_vec::<f32>()
         .expect("model outputs are float32");
+    split_rows(&values, batch)
+}
+
+/// The values of a `[batch, ...]` output, one flat row per batch item.
+pub fn split_rows(values: &[f32], batch: usize) -> Vec<Vec<f32>> {
     values
         .chunks(values.len() / batch.max(1))
         .map(<[f32]>::to_vec)

@@ -14,21 +14,19 @@
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::{CubeBackend, CubeTensor, SourceKernel, into_contiguous};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, into_contiguous};
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
-use burn_cubecl::cubecl::server::{Handle, KernelArguments};
-use burn_cubecl::cubecl::{CubeCount, CubeDim};
+use burn_cubecl::cubecl::CubeDim;
+use burn_cubecl::cubecl::server::Handle;
 
-use crate::gpu::wgsl::WgslShader;
+use crate::gpu::wgsl::{WgslShader, flat_grid, launch, new_output, word};
 use crate::models::attention::custom_ops::{
     Matrix4, RegionTransform, landmarks_to_transform_matrix, transform_landmarks,
     transform_tensor_bilinear,
 };
 
 const WORKGROUP: u32 = 64;
-/// wgpu's limit on workgroups along one axis of a dispatch.
-const MAX_WORKGROUPS_PER_AXIS: u32 = 65_535;
 
 /// `Landmarks2TransformMatrix`: meshes `[N, points * 3]` in crop pixels, times `mesh_scale`
 /// into feature-map pixels -> the region's matrices `[N, 16]`.
@@ -204,7 +202,7 @@ impl AttentionKernels for CubeBackend {
     ) -> FloatTensor<Self> {
         let mesh = float32(mesh);
         let [faces, per_face] = mesh.meta.shape().dims::<2>();
-        let matrices = output(&mesh, Shape::new([faces, 16]));
+        let matrices = new_output(&mesh, Shape::new([faces, 16]));
         let client = &mesh.client;
         let subset: Vec<u32> = region.subset.iter().map(|&i| word(i)).collect();
         let params = [
@@ -222,7 +220,7 @@ impl AttentionKernels for CubeBackend {
             word(region.output_width),
             word(region.output_height),
         ];
-        launch(
+        run(
             &mesh,
             "landmarks_to_transform_matrix.wgsl",
             include_str!("../../../shaders/landmarks_to_transform_matrix.wgsl"),
@@ -246,12 +244,12 @@ impl AttentionKernels for CubeBackend {
     ) -> FloatTensor<Self> {
         let (features, matrices) = (float32(features), float32(matrices));
         let [faces, channels, height, width] = features.meta.shape().dims::<4>();
-        let patches = output(
+        let patches = new_output(
             &features,
             Shape::new([faces, channels, patch_height, patch_width]),
         );
         let info = [faces, channels, height, width, patch_height, patch_width].map(word);
-        launch(
+        run(
             &features,
             "transform_tensor_bilinear.wgsl",
             include_str!("../../../shaders/transform_tensor_bilinear.wgsl"),
@@ -275,10 +273,10 @@ impl AttentionKernels for CubeBackend {
     ) -> FloatTensor<Self> {
         let (points, matrices) = (float32(points), float32(matrices));
         let [faces, per_face] = points.meta.shape().dims::<2>();
-        let mapped = output(&points, Shape::new([faces, per_face]));
+        let mapped = new_output(&points, Shape::new([faces, per_face]));
         let info = [word(faces), word(per_face / 2)];
         let client = &points.client;
-        launch(
+        run(
             &points,
             "transform_landmarks.wgsl",
             include_str!("../../../shaders/transform_landmarks.wgsl"),
@@ -305,48 +303,19 @@ fn float32(tensor: CubeTensor) -> CubeTensor {
     into_contiguous(tensor)
 }
 
-/// A new float32 tensor of `shape` beside `like`, for a shader to fill.
-fn output(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    let buffer = like.client.empty(shape.num_elements() * DType::F32.size());
-    CubeTensor::new_contiguous(
-        like.client.clone(),
-        like.device.clone(),
-        shape,
-        buffer,
-        DType::F32,
-    )
-}
-
-fn word(value: usize) -> u32 {
-    u32::try_from(value).expect("tensor dimensions fit in u32")
-}
-
-/// Queues the shader `name` with one invocation per item of `invocations`, bound to `buffers`
-/// in order.
-fn launch(
+/// Queues one of the attention shaders, one invocation per item of `invocations`.
+fn run(
     on: &CubeTensor,
     name: &'static str,
     source: &'static str,
     invocations: usize,
     buffers: Vec<Handle>,
 ) {
-    // Large launches spread over a second grid dimension; the shaders index across both.
-    let workgroups = word(invocations.div_ceil(WORKGROUP as usize));
-    let count = CubeCount::Static(
-        workgroups.clamp(1, MAX_WORKGROUPS_PER_AXIS),
-        workgroups.div_ceil(MAX_WORKGROUPS_PER_AXIS).max(1),
-        1,
-    );
-    on.client.launch(
-        Box::new(SourceKernel::new(
-            WgslShader {
-                name,
-                source,
-                workgroup_size: WORKGROUP,
-            },
-            CubeDim::new_1d(WORKGROUP),
-        )),
-        count,
-        KernelArguments::new().with_buffers(buffers.into_iter().map(Handle::binding).collect()),
-    );
+    let shader = WgslShader {
+        name,
+        source,
+        workgroup_size: WORKGROUP,
+    };
+    let count = flat_grid(invocations, WORKGROUP);
+    launch(on, shader, CubeDim::new_1d(WORKGROUP), count, buffers);
 }

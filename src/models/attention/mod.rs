@@ -30,6 +30,7 @@ use crate::models::description::ModelKind;
 use crate::models::head::{Head, HeadLayout, load_block};
 use crate::models::landmarks::LandmarkOutput;
 use crate::models::layers::{BlockShape, ResidualBlock, block};
+use crate::models::split_rows;
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
 use custom_ops::{Matrix4, RegionTransform};
 use kernels::{sample_patches, transform_matrices, transform_points};
@@ -301,23 +302,18 @@ impl FaceLandmarkerWithAttention {
                 read = read.register(output);
             }
         }
-        let rows: Vec<Vec<f32>> = read
+        let rows: Vec<Vec<Vec<f32>>> = read
             .execute()
             .into_iter()
             .map(|data| {
-                data.try_into_vec::<f32>()
-                    .expect("model outputs are float32")
+                let values = data
+                    .try_into_vec::<f32>()
+                    .expect("model outputs are float32");
+                split_rows(&values, batch)
             })
             .collect();
-        let per_face = |values: &[f32]| -> Vec<Vec<f32>> {
-            values
-                .chunks(values.len() / batch.max(1))
-                .map(<[f32]>::to_vec)
-                .collect()
-        };
         let [mesh, lips, left_eye, left_iris, right_eye, right_iris] =
-            <[_; 6]>::try_from(rows.iter().map(|r| per_face(r)).collect::<Vec<_>>())
-                .expect("the mesh and the regions' five heads");
+            <[_; 6]>::try_from(rows).expect("the mesh and the regions' five heads");
         let points: Vec<f32> = (0..batch)
             .flat_map(|n| {
                 refine(&RegionOutputs {
