@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use common::child::{KillOnDrop, spawn_until_stderr_says};
-use common::client::{astronaut_jpeg, connect, get_text};
+use common::client::{astronaut_jpeg, connect, get_text, next_json};
 
 /// A running server process, killed if the test ends without stopping it.
 struct ServerProcess {
@@ -22,12 +22,17 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `face-service serve` on a free port with `extra` flags, and waits for it to
-    /// listen (the address comes from its log).
+    /// Starts `face-service serve` on the CPU on a free port with `extra` flags, and waits for
+    /// it to listen (the address comes from its log).
     fn start(extra: &[&str]) -> ServerProcess {
+        Self::start_on("cpu", extra)
+    }
+
+    /// `start` on `device` (`cpu` or `gpu`).
+    fn start_on(device: &str, extra: &[&str]) -> ServerProcess {
         let mut serve = Command::new(env!("CARGO_BIN_EXE_face-service"));
         serve
-            .args(["serve", "--device", "cpu", "--bind", "127.0.0.1:0"])
+            .args(["serve", "--device", device, "--bind", "127.0.0.1:0"])
             .args(extra)
             .env("NO_COLOR", "1")
             // glibc raises its mmap threshold as large buffers are freed, and then keeps freed
@@ -66,10 +71,34 @@ impl ServerProcess {
         (field("VmRSS:"), field("Threads:"))
     }
 
+    async fn status(&self, path: &str) -> Value {
+        serde_json::from_str(&get_text(self.address, path).await).expect("JSON")
+    }
+
     async fn open_sessions(&self) -> u64 {
-        let status: Value = serde_json::from_str(&get_text(self.address, "/api/status/").await)
-            .expect("status JSON");
-        status["open_sessions"].as_u64().unwrap()
+        self.status("/api/status/").await["open_sessions"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits (at most 20 s) for the process to exit.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -204,11 +233,7 @@ async fn sigterm_under_load_answers_the_frames_taken_closes_1001_and_exits_0() {
         .map(|i| tokio::spawn(stream_until_closed(server.address, format!("term_{i}"))))
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let status = server.terminate().await;
     for client in clients {
         let (sent, answered, closed) = client.await.unwrap();
         assert_eq!(closed, Some(1001), "sent {sent}, answered {answered}");
@@ -216,16 +241,50 @@ async fn sigterm_under_load_answers_the_frames_taken_closes_1001_and_exits_0() {
         // Only a frame sent after the server stopped reading may go unanswered.
         assert!(answered + 1 >= sent, "sent {sent}, answered {answered}");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
     assert!(status.success(), "exit status {status}");
+}
+
+/// The GPU path of the real server, on whatever adapter wgpu finds (llvmpipe in CI): it says it
+/// is not ready while its kernels compile for each padded batch size, then serves a session
+/// with the attention model and the crop shader (478 points a frame), and SIGTERM ends it with
+/// exit status 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_gpu_the_server_is_ready_once_warm_and_answers_refined_frames() {
+    let mut server = ServerProcess::start_on(
+        "gpu",
+        &["--refine-landmarks", "--gpu-crop", "--max-batch", "2"],
+    );
+    // Compiling the kernels takes the software adapter well over a second.
+    let first = server.status("/api/ready/").await;
+    assert_eq!(
+        (first["ready"].as_bool(), first["reason"].as_str()),
+        (Some(false), Some("warming up")),
+        "{first}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while server.status("/api/ready/").await["ready"] != true {
+        assert!(Instant::now() < deadline, "not ready after 10 minutes");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let status = server.status("/api/status/").await;
+    assert!(
+        status["device"].as_str().unwrap().contains("wgpu"),
+        "{status}"
+    );
+    assert_eq!(status["models"][1], "landmarks_with_attention");
+
+    let mut client = connect(server.address, "gpu_1").await;
+    let jpeg = astronaut_jpeg();
+    for _ in 0..3 {
+        client.send(Message::binary(jpeg.clone())).await.unwrap();
+        let answer = next_json(&mut client).await;
+        assert_eq!(answer["type"], "frame_processed", "{answer}");
+        assert_eq!(
+            answer["visual_data"]["landmarks"].as_array().unwrap().len(),
+            478
+        );
+    }
+    drop(client);
+    let exit = server.terminate().await;
+    assert!(exit.success(), "exit status {exit}");
 }

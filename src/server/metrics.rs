@@ -3,7 +3,7 @@
 //! one place.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Seconds a frame waits in the queue, and a batch takes on the device.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -83,8 +83,8 @@ const REFUSAL_CODES: [u16; 7] = [400, 413, 415, 429, 500, 503, 504];
 
 #[derive(Debug)]
 pub struct Metrics {
-    /// Set once the device worker has warmed its kernels up and takes frames.
-    pub ready: AtomicBool,
+    /// Device workers still warming their kernels up; the server is ready at zero.
+    pub workers_warming: AtomicU64,
     pub queue_wait_seconds: Histogram,
     pub batch_seconds: Histogram,
     pub batch_size: Histogram,
@@ -104,7 +104,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            ready: AtomicBool::new(false),
+            workers_warming: AtomicU64::new(0),
             queue_wait_seconds: Histogram::new(SECONDS_BUCKETS),
             batch_seconds: Histogram::new(SECONDS_BUCKETS),
             batch_size: Histogram::new(BATCH_BUCKETS),

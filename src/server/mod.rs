@@ -354,15 +354,21 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
-/// 200 while serving; 503 once shutting down, so a load balancer stops sending sessions.
-/// (Models are loaded before the listener opens, so there is no earlier unready state.)
+/// 200 while serving. 503 while the device workers warm their kernels up (a GPU compiles them
+/// per batch shape, which can take minutes, and the listener opens before), and once shutting
+/// down, so that a load balancer sends sessions only to a server that can answer them promptly.
 async fn ready(State(state): State<AppState>) -> Response {
-    if *state.shutdown.borrow() {
+    let unready = |reason| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reason": "draining" })),
+            Json(json!({ "ready": false, "reason": reason })),
         )
             .into_response()
+    };
+    if *state.shutdown.borrow() {
+        unready("draining")
+    } else if state.metrics.workers_warming.load(Ordering::Relaxed) > 0 {
+        unready("warming up")
     } else {
         Json(json!({ "ready": true })).into_response()
     }

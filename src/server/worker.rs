@@ -84,6 +84,9 @@ pub fn spawn(
     metrics: Arc<Metrics>,
 ) -> WorkerHandle {
     let workers = workers.max(1);
+    metrics
+        .workers_warming
+        .store(workers as u64, Ordering::Relaxed);
     let limits = QueueLimits {
         capacity: limits.capacity.div_ceil(workers),
         ..limits
@@ -128,7 +131,7 @@ fn run(
     if let Err(error) = mesh.warm_up() {
         tracing::error!(%error, "warming the models up failed");
     }
-    metrics.ready.store(true, Ordering::Relaxed);
+    metrics.workers_warming.fetch_sub(1, Ordering::Relaxed);
     tracing::info!("device worker ready");
     let mut queue = BatchQueue::new(limits);
     // This worker's share of the queue-depth gauge, which every worker adds to.
