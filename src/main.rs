@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use burn::tensor::activation::sigmoid;
 use clap::{Parser, Subcommand, ValueEnum};
 use face_service::bench::{self, BenchConfig};
 use face_service::device::{ComputeDevice, DeviceRequest};
@@ -12,6 +11,7 @@ use face_service::frame;
 use face_service::models::input::images_to_tensor;
 use face_service::models::{FaceModels, ModelKind, ModelOptions, WeightFile, WeightSource};
 use face_service::overlay::draw_faces;
+use face_service::pipeline::detection::sigmoid;
 use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
 use face_service::server::{self, ServeConfig};
@@ -434,10 +434,10 @@ fn infer(models: &FaceModels, model: RawModel, path: &PathBuf) -> Result<(), Any
     let started = Instant::now();
     let mut report = match model {
         RawModel::Landmarks => {
-            let output = models.landmarker.forward(tensor);
-            let logit: f32 = output.face_presence.clone().into_scalar();
-            let presence: f32 = sigmoid(output.face_presence).into_scalar();
-            let points = output.landmarks.into_data().try_to_vec::<f32>()?;
+            let mut output = models.landmarker.forward(tensor);
+            let logit = output.face_presence[0][0];
+            let presence = sigmoid(logit);
+            let points = output.landmarks.swap_remove(0);
             json!({
                 "face_presence_logit": logit,
                 "face_presence": presence,

@@ -113,12 +113,11 @@ fn run(models: &FaceModels, kind: ModelKind, images: &[RgbImage]) -> Outputs {
         }
         ModelKind::Landmarks => {
             let output = models.landmarker.forward(input);
-            (
-                rows_per_item(output.landmarks),
-                rows_per_item(output.face_presence),
-            )
+            (output.landmarks, output.face_presence)
         }
-        ModelKind::LandmarksWithAttention => unreachable!("not built yet"),
+        ModelKind::LandmarksWithAttention => {
+            unreachable!("no interpreter reference: its custom ops run only inside MediaPipe")
+        }
     }
 }
 

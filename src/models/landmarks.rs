@@ -15,6 +15,7 @@ use burn::tensor::{Device, Tensor};
 use crate::models::description::ModelKind;
 use crate::models::head::{Head, HeadLayout, load_block};
 use crate::models::layers::{BlockShape, ResidualBlock, block};
+use crate::models::read_rows;
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
 
 const STEM_CHANNELS: usize = 16;
@@ -69,13 +70,13 @@ pub struct FaceLandmarker {
     face_flag: Head,
 }
 
-/// The landmark model's raw outputs for a batch.
+/// A landmark model's raw outputs for a batch, read back to the host, one row per face.
 #[derive(Debug)]
 pub struct LandmarkOutput {
-    /// `[N, 1404]`: 468 x (x, y, z) in crop pixels.
-    pub landmarks: Tensor<2>,
-    /// `[N, 1]` face-presence logits.
-    pub face_presence: Tensor<2>,
+    /// The points' (x, y, z) in crop pixels: 468 of them, or 478 with the attention model.
+    pub landmarks: Vec<Vec<f32>>,
+    /// The face-presence logit, alone in its row.
+    pub face_presence: Vec<Vec<f32>>,
 }
 
 impl FaceLandmarker {
@@ -101,9 +102,11 @@ impl FaceLandmarker {
         for block in &self.trunk {
             x = block.forward(x);
         }
+        let [landmarks, face_presence] =
+            read_rows([self.mesh.forward(x.clone()), self.face_flag.forward(x)]);
         LandmarkOutput {
-            landmarks: self.mesh.forward(x.clone()),
-            face_presence: self.face_flag.forward(x),
+            landmarks,
+            face_presence,
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod layers;
 pub mod weights;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, Transaction};
 
 pub use attention::FaceLandmarkerWithAttention;
 pub use description::{ModelDescription, ModelKind};
@@ -119,6 +119,26 @@ pub fn rows_per_item<const D: usize>(tensor: Tensor<D>) -> Vec<Vec<f32>> {
         .try_to_vec::<f32>()
         .expect("model outputs are float32");
     split_rows(&values, batch)
+}
+
+/// Several outputs `[N, ...]` of one forward pass read back together (one wait for the device,
+/// not one per output), each as one flat row per batch item.
+pub fn read_rows<const K: usize>(outputs: [Tensor<2>; K]) -> [Vec<Vec<f32>>; K] {
+    let batch = outputs[0].dims()[0];
+    let read = outputs
+        .into_iter()
+        .fold(Transaction::default(), Transaction::register);
+    let rows: Vec<Vec<Vec<f32>>> = read
+        .execute()
+        .into_iter()
+        .map(|data| {
+            let values = data
+                .try_into_vec::<f32>()
+                .expect("model outputs are float32");
+            split_rows(&values, batch)
+        })
+        .collect();
+    rows.try_into().expect("one result per output registered")
 }
 
 /// The values of a `[batch, ...]` output, one flat row per batch item.

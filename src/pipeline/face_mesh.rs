@@ -149,8 +149,7 @@ impl<'m> FaceMesh<'m> {
         }
         let input = self.input_tensor(regions, &self.landmark_input, Border::Replicate)?;
         let output = self.models.landmarker.forward(input);
-        let points = rows_per_item(output.landmarks);
-        let presence = rows_per_item(output.face_presence);
+        let (points, presence) = (output.landmarks, output.face_presence);
         let input_size = (self.landmark_input.width, self.landmark_input.height);
         Ok(regions
             .iter()

@@ -24,17 +24,17 @@ use std::borrow::Cow;
 use burn::module::Module;
 use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Tensor};
 
 use crate::models::description::ModelKind;
 use crate::models::head::{Head, HeadLayout, load_block};
 use crate::models::landmarks::LandmarkOutput;
 use crate::models::layers::{BlockShape, ResidualBlock, block};
-use crate::models::split_rows;
+use crate::models::read_rows;
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
 use custom_ops::{Matrix4, RegionTransform};
 use kernels::{sample_patches, transform_matrices, transform_points};
-use refinement::{MESH_POINTS, REFINED_POINTS, RegionOutputs, refine};
+use refinement::{MESH_POINTS, RegionOutputs, refine};
 
 const STEM_CHANNELS: usize = 16;
 const TOP_CHANNELS: usize = 32;
@@ -278,7 +278,6 @@ impl FaceLandmarkerWithAttention {
     /// `[N, 3, 192, 192]` -> 478 points of (x, y, z) in crop pixels per face, and the
     /// face-presence logits.
     pub fn forward(&self, input: Tensor<4>) -> LandmarkOutput {
-        let device = input.device();
         let mut x = self.stem_prelu.forward(self.stem.forward(input));
         let mut feature_map = None;
         for (i, block) in self.trunk.iter().enumerate() {
@@ -294,28 +293,29 @@ impl FaceLandmarkerWithAttention {
         let batch = x.dims()[0];
         let face_presence = self.face_flag.forward(x.clone()).reshape([batch, 1]);
         let mesh = self.mesh.forward(x).reshape([batch, 3 * MESH_POINTS]);
-        // Everything stays queued on the device until this one read: the mesh, then lips,
-        // left eye, left iris, right eye and right iris, each one row per face.
-        let mut read = Transaction::default().register(mesh.clone());
-        for region in &self.regions {
-            for output in region.forward(mesh.clone(), feature_map.clone()) {
-                read = read.register(output);
-            }
-        }
-        let rows: Vec<Vec<Vec<f32>>> = read
-            .execute()
+        // Everything stays queued on the device until this one read: the face flag, the mesh,
+        // then lips, left eye, left iris, right eye and right iris.
+        let regions = self
+            .regions
+            .iter()
+            .flat_map(|region| region.forward(mesh.clone(), feature_map.clone()));
+        let outputs: [Tensor<2>; 7] = [face_presence, mesh.clone()]
             .into_iter()
-            .map(|data| {
-                let values = data
-                    .try_into_vec::<f32>()
-                    .expect("model outputs are float32");
-                split_rows(&values, batch)
-            })
-            .collect();
-        let [mesh, lips, left_eye, left_iris, right_eye, right_iris] =
-            <[_; 6]>::try_from(rows).expect("the mesh and the regions' five heads");
-        let points: Vec<f32> = (0..batch)
-            .flat_map(|n| {
+            .chain(regions)
+            .collect::<Vec<_>>()
+            .try_into()
+            .expect("the regions have five heads");
+        let [
+            face_presence,
+            mesh,
+            lips,
+            left_eye,
+            left_iris,
+            right_eye,
+            right_iris,
+        ] = read_rows(outputs);
+        let landmarks = (0..batch)
+            .map(|n| {
                 refine(&RegionOutputs {
                     mesh: &mesh[n],
                     lips: &lips[n],
@@ -327,10 +327,7 @@ impl FaceLandmarkerWithAttention {
             })
             .collect();
         LandmarkOutput {
-            landmarks: Tensor::from_data(
-                TensorData::new(points, [batch, 3 * REFINED_POINTS]),
-                &device,
-            ),
+            landmarks,
             face_presence,
         }
     }
