@@ -80,8 +80,6 @@ pub struct FaceMesh<'m> {
     suppression: NonMaxSuppressionOptions,
     landmark_input: InputDescription,
     options: FaceMeshOptions,
-    /// `options.crop_on_device`, where the models run on wgpu.
-    crops_on_device: bool,
 }
 
 impl<'m> FaceMesh<'m> {
@@ -97,8 +95,6 @@ impl<'m> FaceMesh<'m> {
                 .expect("detector has suppression options"),
             landmark_input: models.landmarker.kind().description().input,
             options,
-            crops_on_device: options.crop_on_device
-                && matches!(models.device.backend, Backend::Wgpu { .. }),
         }
     }
 
@@ -178,7 +174,8 @@ impl<'m> FaceMesh<'m> {
             regions.resize(padded_batch_size(regions.len(), max), first);
         }
         let size = (input.width as u32, input.height as u32);
-        if self.crops_on_device {
+        let on_gpu = matches!(self.models.device.backend, Backend::Wgpu { .. });
+        if self.options.crop_on_device && on_gpu {
             // Each distinct frame goes up once, however many regions it holds.
             let mut frames: Vec<&RgbImage> = Vec::new();
             let jobs: Vec<CropJob> = regions
