@@ -7,11 +7,10 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::models::description::ModelKind;
-use crate::models::layers::{BlockNames, BlockShape, ResidualBlock, block};
+use crate::models::layers::{After, BlockNames, BlockShape, Convolution, ResidualBlock, block};
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
 
 /// The residual blocks in file order. Block `i` uses the tensors `depthwise_conv2d_{i}` and
@@ -44,7 +43,7 @@ const COORDS_PER_ANCHOR: usize = 16;
 
 #[derive(Module, Debug)]
 pub struct FaceDetector {
-    stem: Conv2d,
+    stem: Convolution,
     blocks: Vec<ResidualBlock>,
     fine_scores: Conv2d,
     fine_regressors: Conv2d,
@@ -91,7 +90,14 @@ impl FaceDetector {
             loader.conv(layer, [channels_in, channels_out], 1, 1, Padding::Same)
         };
         Ok(Self {
-            stem: loader.conv("conv2d", [3, BLOCKS[0].channels_in], 5, 2, Padding::Same)?,
+            stem: Convolution::load(
+                &loader,
+                "conv2d",
+                [3, BLOCKS[0].channels_in],
+                (5, 2),
+                Padding::Same,
+                After::Relu,
+            )?,
             blocks,
             fine_scores: head("classificator_8", fine, FINE_ANCHORS_PER_CELL)?,
             fine_regressors: head(
@@ -109,7 +115,7 @@ impl FaceDetector {
     }
 
     pub fn forward(&self, input: Tensor<4>) -> DetectorOutput {
-        let mut x = relu(self.stem.forward(input));
+        let mut x = self.stem.forward(input);
         for block in &self.blocks[..=FINE_BLOCK] {
             x = block.forward(x);
         }

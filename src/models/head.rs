@@ -9,7 +9,7 @@ use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
-use crate::models::layers::{BlockNames, BlockShape, ResidualBlock, block};
+use crate::models::layers::{After, BlockNames, BlockShape, Convolution, ResidualBlock, block};
 use crate::models::weights::{LayerLoader, Padding, WeightError};
 
 /// Channels of the projection and of the block after it.
@@ -35,7 +35,7 @@ pub struct Head {
     projection: Conv2d,
     projection_prelu: PRelu,
     last_block: ResidualBlock,
-    output: Conv2d,
+    output: Convolution,
 }
 
 impl Head {
@@ -61,12 +61,13 @@ impl Head {
                 block(HEAD_CHANNELS, HEAD_CHANNELS, 1),
                 layout.last_block,
             )?,
-            output: loader.conv(
+            output: Convolution::load(
+                loader,
                 layout.output,
                 [HEAD_CHANNELS, layout.outputs],
-                layout.output_kernel,
-                layout.output_kernel,
+                (layout.output_kernel, layout.output_kernel),
                 Padding::Valid,
+                After::Nothing,
             )?,
         })
     }

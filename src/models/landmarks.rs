@@ -8,13 +8,11 @@
 use std::borrow::Cow;
 
 use burn::module::Module;
-use burn::nn::PRelu;
-use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
 use crate::models::description::ModelKind;
 use crate::models::head::{Head, HeadLayout, load_block};
-use crate::models::layers::{BlockShape, ResidualBlock, block};
+use crate::models::layers::{After, BlockShape, Convolution, ResidualBlock, block};
 use crate::models::read_rows;
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
 
@@ -63,8 +61,7 @@ const FACE_FLAG_HEAD: HeadLayout = HeadLayout {
 
 #[derive(Module, Debug)]
 pub struct FaceLandmarker {
-    stem: Conv2d,
-    stem_prelu: PRelu,
+    stem: Convolution,
     trunk: Vec<ResidualBlock>,
     mesh: Head,
     face_flag: Head,
@@ -89,8 +86,14 @@ impl FaceLandmarker {
             .map(|(i, shape)| load_block(&loader, *shape, [i + 1, i + 2, i + 2]))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            stem: loader.conv("conv2d_1", [3, STEM_CHANNELS], 3, 2, Padding::Same)?,
-            stem_prelu: loader.prelu("p_re_lu_1", STEM_CHANNELS)?,
+            stem: Convolution::load(
+                &loader,
+                "conv2d_1",
+                [3, STEM_CHANNELS],
+                (3, 2),
+                Padding::Same,
+                After::Prelu("p_re_lu_1"),
+            )?,
             trunk,
             mesh: Head::load(&loader, &MESH_HEAD)?,
             face_flag: Head::load(&loader, &FACE_FLAG_HEAD)?,
@@ -98,7 +101,7 @@ impl FaceLandmarker {
     }
 
     pub fn forward(&self, input: Tensor<4>) -> LandmarkOutput {
-        let mut x = self.stem_prelu.forward(self.stem.forward(input));
+        let mut x = self.stem.forward(input);
         for block in &self.trunk {
             x = block.forward(x);
         }

@@ -6,14 +6,17 @@
 //!   └──> [stride 2: max-pool 2x2] ──> [c_out > c_in: zero channels appended] ──┘
 //! ```
 
+use std::sync::Arc;
+
 use burn::module::Module;
 use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::ops::PadMode;
+use burn::tensor::{Device, Tensor};
 
+use crate::models::fused::{self, Activation, FusedBlock, FusedConv};
 use crate::models::weights::{LayerLoader, Padding, WeightError};
 
 /// Shape of one residual block: channels in and out, and the stride of its depthwise layer.
@@ -43,6 +46,9 @@ pub struct BlockNames<'a> {
 
 #[derive(Module, Debug)]
 pub struct ResidualBlock {
+    /// The same block as one fused pass, present when the block lives on the CPU backend.
+    #[module(skip)]
+    fused: Option<Arc<FusedBlock>>,
     depthwise: Conv2d,
     pointwise: Conv2d,
     /// Present only on stride-2 blocks, where the shortcut must shrink with the main path.
@@ -63,26 +69,61 @@ impl ResidualBlock {
             channels_out,
             stride,
         } = shape;
-        Ok(Self {
-            depthwise: loader.depthwise(names.depthwise, channels_in, 3, stride)?,
-            pointwise: loader.conv(
-                names.pointwise,
-                [channels_in, channels_out],
-                1,
-                1,
-                Padding::Valid,
-            )?,
-            shortcut_pool: (stride == 2)
+        let depthwise = loader.depthwise(names.depthwise, channels_in, 3, stride)?;
+        let pointwise = loader.conv(
+            names.pointwise,
+            [channels_in, channels_out],
+            1,
+            1,
+            Padding::Valid,
+        )?;
+        let prelu = names
+            .prelu
+            .map(|name| loader.prelu(name, channels_out))
+            .transpose()?;
+        Ok(Self::new(
+            depthwise,
+            pointwise,
+            prelu,
+            shape,
+            loader.device(),
+        ))
+    }
+
+    /// A block from its layers; on the CPU backend it also keeps them in fused form.
+    pub fn new(
+        depthwise: Conv2d,
+        pointwise: Conv2d,
+        prelu: Option<PRelu>,
+        shape: BlockShape,
+        device: &Device,
+    ) -> Self {
+        let fused = (*device == Device::flex()).then(|| {
+            Arc::new(FusedBlock::new(
+                &depthwise,
+                &pointwise,
+                prelu.as_ref(),
+                shape.stride,
+            ))
+        });
+        Self {
+            fused,
+            depthwise,
+            pointwise,
+            shortcut_pool: (shape.stride == 2)
                 .then(|| MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
-            channel_padding: channels_out - channels_in,
-            prelu: names
-                .prelu
-                .map(|name| loader.prelu(name, channels_out))
-                .transpose()?,
-        })
+            channel_padding: shape.channels_out - shape.channels_in,
+            prelu,
+        }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        fused::try_forward(self.fused.as_deref(), x).unwrap_or_else(|x| self.forward_unfused(x))
+    }
+
+    /// The block as burn's own operations: what runs on the GPU, and what the fused CPU
+    /// pass is tested against.
+    pub fn forward_unfused(&self, x: Tensor<4>) -> Tensor<4> {
         let main = self.pointwise.forward(self.depthwise.forward(x.clone()));
         let mut shortcut = match &self.shortcut_pool {
             Some(pool) => pool.forward(x),
@@ -96,6 +137,82 @@ impl ResidualBlock {
             );
         }
         activate(&self.prelu, main + shortcut)
+    }
+}
+
+/// What follows a convolution.
+#[derive(Debug, Clone, Copy)]
+pub enum After<'a> {
+    Nothing,
+    Relu,
+    /// The PReLU of this name.
+    Prelu(&'a str),
+}
+
+/// A dense convolution and its activation. On the CPU backend, the layers where burn's
+/// general convolution is slowest (the stems, the output layers) run fused instead.
+#[derive(Module, Debug)]
+pub struct Convolution {
+    conv: Conv2d,
+    prelu: Option<PRelu>,
+    relu: bool,
+    #[module(skip)]
+    fused: Option<Arc<FusedConv>>,
+}
+
+impl Convolution {
+    pub fn load(
+        loader: &LayerLoader<'_>,
+        layer: &str,
+        channels: [usize; 2],
+        (kernel, stride): (usize, usize),
+        padding: Padding,
+        after: After<'_>,
+    ) -> Result<Self, WeightError> {
+        let conv = loader.conv(layer, channels, kernel, stride, padding)?;
+        let prelu = match after {
+            After::Prelu(name) => Some(loader.prelu(name, channels[1])?),
+            After::Nothing | After::Relu => None,
+        };
+        Ok(Self::new(
+            conv,
+            prelu,
+            matches!(after, After::Relu),
+            loader.device(),
+        ))
+    }
+
+    /// The layer from its parts: a PReLU if given, else a ReLU if `relu`, else nothing.
+    pub fn new(conv: Conv2d, prelu: Option<PRelu>, relu: bool, device: &Device) -> Self {
+        let fused = (*device == Device::flex()).then(|| {
+            let activation = match (&prelu, relu) {
+                (Some(prelu), _) => Activation::prelu(prelu),
+                (None, true) => Activation::Relu,
+                (None, false) => Activation::Identity,
+            };
+            Arc::new(FusedConv::new(&conv, activation))
+        });
+        Self {
+            conv,
+            prelu,
+            relu,
+            fused,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        fused::try_forward(self.fused.as_deref(), x).unwrap_or_else(|x| self.forward_unfused(x))
+    }
+
+    /// burn's operations: what runs on the GPU, and what the fused CPU pass is tested
+    /// against.
+    pub fn forward_unfused(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        match (&self.prelu, self.relu) {
+            (Some(prelu), _) => prelu.forward(x),
+            (None, true) => relu(x),
+            (None, false) => x,
+        }
     }
 }
 
@@ -119,6 +236,150 @@ mod tests {
     /// the bottom and one column at the right, none at the top or left. Checked with a kernel
     /// that picks the top-left tap: output (0, 0) then reads the real pixel (0, 0), where a
     /// symmetric padding would read a zero.
+    /// A layer of the given shape with values from a fixed pseudo-random sequence in [-1, 1).
+    fn conv_layer(
+        shape: [usize; 4],
+        stride: usize,
+        groups: usize,
+        seed: &mut u64,
+        device: &Device,
+    ) -> Conv2d {
+        let kernel = shape[2];
+        Conv2d {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(pseudo_random(shape.iter().product(), seed), shape),
+                device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(pseudo_random(shape[0], seed), [shape[0]]),
+                device,
+            ))),
+            stride: [stride, stride],
+            kernel_size: [kernel, kernel],
+            dilation: [1, 1],
+            groups,
+            padding: PaddingConfig2d::Same,
+        }
+    }
+
+    fn pseudo_random(count: usize, seed: &mut u64) -> Vec<f32> {
+        (0..count)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The fused CPU pass computes what burn's five operations compute, on every kind of
+    /// block the two networks have: stride 1 and 2, channels appended or not, PReLU and ReLU,
+    /// channel counts that are not whole register tiles (the detector's 28, 42, ...), maps
+    /// that are not whole tiles or square, and a batch of two.
+    #[test]
+    fn fused_block_matches_burns_operations() {
+        let device = Device::flex();
+        let mut seed = 7;
+        let cases = [
+            (block(16, 16, 1), [12, 12], true),
+            (block(16, 32, 2), [12, 10], true),
+            (block(28, 42, 2), [8, 8], false),
+            (block(42, 42, 1), [5, 7], false),
+            (block(128, 128, 2), [6, 6], true),
+            (block(32, 32, 1), [3, 3], true),
+            (block(24, 24, 1), [40, 40], true),
+        ];
+        for (shape, [height, width], prelu) in cases {
+            let BlockShape {
+                channels_in: cin,
+                channels_out: cout,
+                stride,
+            } = shape;
+            let depthwise = conv_layer([cin, 1, 3, 3], stride, cin, &mut seed, &device);
+            let pointwise = conv_layer([cout, cin, 1, 1], 1, 1, &mut seed, &device);
+            let prelu = prelu.then(|| prelu_layer(cout, &mut seed, &device));
+            let block = ResidualBlock::new(depthwise, pointwise, prelu, shape, &device);
+            let input = random_batch_of_two([cin, height, width], &mut seed, &device);
+            let what = format!("{shape:?} at {height}x{width}");
+            assert_close(
+                block.forward(input.clone()),
+                block.forward_unfused(input),
+                &what,
+            );
+        }
+    }
+
+    /// The fused convolution against burn's, on the networks' kinds: the landmark stems (3x3
+    /// stride 2, PReLU), the detector's (5x5 stride 2, ReLU, here on a non-square map), and
+    /// the output layers (VALID, as large as the map, no activation).
+    #[test]
+    fn fused_convolution_matches_burns_operations() {
+        let device = Device::flex();
+        let mut seed = 11;
+        // ([out, in, kernel], stride, SAME, [height, width], PReLU, ReLU)
+        let cases = [
+            ([16, 3, 3], 2, true, [20, 20], true, false),
+            ([24, 3, 5], 2, true, [16, 12], false, true),
+            ([30, 32, 3], 3, false, [3, 3], false, false),
+            ([1, 32, 3], 3, false, [3, 3], false, false),
+        ];
+        for ([cout, cin, kernel], stride, same, [height, width], prelu, relu) in cases {
+            let mut conv = conv_layer([cout, cin, kernel, kernel], stride, 1, &mut seed, &device);
+            if !same {
+                conv.padding = PaddingConfig2d::Valid;
+            }
+            let prelu = prelu.then(|| prelu_layer(cout, &mut seed, &device));
+            let layer = Convolution::new(conv, prelu, relu, &device);
+            let input = random_batch_of_two([cin, height, width], &mut seed, &device);
+            let what = format!("{cout}x{cin}x{kernel} at {height}x{width}");
+            assert_close(
+                layer.forward(input.clone()),
+                layer.forward_unfused(input),
+                &what,
+            );
+        }
+    }
+
+    fn prelu_layer(channels: usize, seed: &mut u64, device: &Device) -> PRelu {
+        PRelu {
+            alpha: Param::from_tensor(Tensor::from_data(
+                TensorData::new(pseudo_random(channels, seed), [channels]),
+                device,
+            )),
+            alpha_value: 0.0,
+        }
+    }
+
+    fn random_batch_of_two(
+        [channels, height, width]: [usize; 3],
+        seed: &mut u64,
+        device: &Device,
+    ) -> Tensor<4> {
+        Tensor::from_data(
+            TensorData::new(
+                pseudo_random(2 * channels * height * width, seed),
+                [2, channels, height, width],
+            ),
+            device,
+        )
+    }
+
+    /// Same shape, and every value within 1e-4: the sums are the same but added in another
+    /// order, in fused multiply-adds.
+    fn assert_close(fused: Tensor<4>, unfused: Tensor<4>, what: &str) {
+        assert_eq!(fused.dims(), unfused.dims(), "{what}");
+        let (fused, unfused) = (fused.into_data(), unfused.into_data());
+        let worst = fused
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .zip(unfused.as_slice::<f32>().unwrap())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: differs by {worst}");
+    }
+
     #[test]
     fn same_padding_on_stride_two_is_bottom_right_like_tensorflow() {
         let device = Device::flex();

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod description;
 pub mod detector;
+pub mod fused;
 pub mod head;
 pub mod input;
 pub mod landmarks;

@@ -164,6 +164,11 @@ impl<'a> LayerLoader<'a> {
         )))
     }
 
+    /// The device the layers are loaded onto.
+    pub fn device(&self) -> &Device {
+        self.device
+    }
+
     /// A full convolution `layer` with TensorFlow's padding rule. TFLite stores the kernel as
     /// `[out, kh, kw, in]`; burn wants `[out, in, kh, kw]`.
     pub fn conv(

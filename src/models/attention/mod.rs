@@ -29,7 +29,7 @@ use burn::tensor::{Device, Tensor};
 use crate::models::description::ModelKind;
 use crate::models::head::{Head, HeadLayout, load_block};
 use crate::models::landmarks::LandmarkOutput;
-use crate::models::layers::{BlockShape, ResidualBlock, block};
+use crate::models::layers::{After, BlockShape, Convolution, ResidualBlock, block};
 use crate::models::read_rows;
 use crate::models::weights::{LayerLoader, Padding, WeightError, WeightFile};
 use custom_ops::{Matrix4, RegionTransform};
@@ -216,14 +216,13 @@ impl Region {
 
 #[derive(Module, Debug)]
 pub struct FaceLandmarkerWithAttention {
-    stem: Conv2d,
-    stem_prelu: PRelu,
+    stem: Convolution,
     trunk: Vec<ResidualBlock>,
     projection: Conv2d,
     projection_prelu: PRelu,
     last_block: ResidualBlock,
-    mesh: Conv2d,
-    face_flag: Conv2d,
+    mesh: Convolution,
+    face_flag: Convolution,
     regions: Vec<Region>,
 }
 
@@ -238,8 +237,14 @@ impl FaceLandmarkerWithAttention {
             .collect::<Result<Vec<_>, _>>()?;
         let last = TRUNK.len();
         Ok(Self {
-            stem: loader.conv("conv2d", [3, STEM_CHANNELS], 3, 2, Padding::Same)?,
-            stem_prelu: loader.prelu("p_re_lu", STEM_CHANNELS)?,
+            stem: Convolution::load(
+                &loader,
+                "conv2d",
+                [3, STEM_CHANNELS],
+                (3, 2),
+                Padding::Same,
+                After::Prelu("p_re_lu"),
+            )?,
             trunk,
             projection: loader.conv(
                 &format!("conv2d_{}", last + 1),
@@ -254,14 +259,22 @@ impl FaceLandmarkerWithAttention {
                 block(TOP_CHANNELS, TOP_CHANNELS, 1),
                 [last, last + 2, last + 2],
             )?,
-            mesh: loader.conv(
+            mesh: Convolution::load(
+                &loader,
                 "output_mesh",
                 [TOP_CHANNELS, 3 * MESH_POINTS],
-                3,
-                3,
+                (3, 3),
                 Padding::Valid,
+                After::Nothing,
             )?,
-            face_flag: loader.conv("conv_faceflag", [TOP_CHANNELS, 1], 3, 3, Padding::Valid)?,
+            face_flag: Convolution::load(
+                &loader,
+                "conv_faceflag",
+                [TOP_CHANNELS, 1],
+                (3, 3),
+                Padding::Valid,
+                After::Nothing,
+            )?,
             regions: REGIONS
                 .iter()
                 .map(|layout| Region::load(&loader, layout))
@@ -278,7 +291,7 @@ impl FaceLandmarkerWithAttention {
     /// `[N, 3, 192, 192]` -> 478 points of (x, y, z) in crop pixels per face, and the
     /// face-presence logits.
     pub fn forward(&self, input: Tensor<4>) -> LandmarkOutput {
-        let mut x = self.stem_prelu.forward(self.stem.forward(input));
+        let mut x = self.stem.forward(input);
         let mut feature_map = None;
         for (i, block) in self.trunk.iter().enumerate() {
             x = block.forward(x);

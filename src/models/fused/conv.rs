@@ -1,0 +1,153 @@
+//! A dense convolution and its activation in one pass: per band of output rows, the input
+//! patches laid out as the rows of a matrix (im2col), then the product and the activation.
+//! It serves the layers with few input channels or a large kernel, where burn's general
+//! convolution is slow: the stems (3 channels in) and the 3x3 output layers.
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+
+use super::{
+    Activation, CpuLayer, GroupedWeights, band_shape, columns_inside, same_padding_before, values,
+    zip_strided,
+};
+
+#[derive(Debug)]
+pub struct FusedConv {
+    channels_in: usize,
+    kernel: usize,
+    stride: usize,
+    /// TensorFlow's SAME (true) or VALID.
+    same: bool,
+    /// `[channels_out][channels_in x kernel x kernel]`, the order of the patch rows.
+    weights: GroupedWeights,
+    activation: Activation,
+}
+
+impl FusedConv {
+    /// Takes the weights from the burn layer: square kernel and stride, SAME or VALID.
+    pub fn new(conv: &Conv2d, activation: Activation) -> Self {
+        let [channels_out, channels_in, kernel, kernel_width] = conv.weight.dims();
+        assert_eq!(kernel, kernel_width, "square kernels");
+        assert_eq!(conv.groups, 1, "a dense convolution");
+        assert_eq!(conv.stride[0], conv.stride[1], "one stride");
+        let same = match conv.padding {
+            PaddingConfig2d::Same => true,
+            PaddingConfig2d::Valid => false,
+            ref other => panic!("SAME or VALID padding, not {other:?}"),
+        };
+        let bias = values(conv.bias.as_ref().expect("a bias").val());
+        assert_eq!(bias.len(), channels_out);
+        Self {
+            channels_in,
+            kernel,
+            stride: conv.stride[0],
+            same,
+            weights: GroupedWeights::new(&values(conv.weight.val()), bias),
+            activation,
+        }
+    }
+
+    /// The patch rows of one band: row `(ci, ky, kx)` holds, for each output pixel of the
+    /// band, the input value under that tap (zero in the padding).
+    #[inline(always)]
+    fn patches_band(
+        &self,
+        input: &[f32],
+        (height, width): (usize, usize),
+        first_row: usize,
+        rows: usize,
+        band: &mut [f32],
+        band_stride: usize,
+    ) {
+        let (out_height, out_width) = self.output_size(height, width);
+        let (pad_top, pad_left) = if self.same {
+            (
+                same_padding_before(height, out_height, self.kernel, self.stride),
+                same_padding_before(width, out_width, self.kernel, self.stride),
+            )
+        } else {
+            (0, 0)
+        };
+        let taps = self.kernel * self.kernel;
+        for ci in 0..self.channels_in {
+            let plane = &input[ci * height * width..][..height * width];
+            for tap in 0..taps {
+                let (ky, kx) = (tap / self.kernel, tap % self.kernel);
+                let row = &mut band[(ci * taps + tap) * band_stride..][..rows * out_width];
+                for (r, out) in row.chunks_exact_mut(out_width).enumerate() {
+                    let y = ((first_row + r) * self.stride + ky).checked_sub(pad_top);
+                    let Some(in_row) = y
+                        .filter(|&y| y < height)
+                        .map(|y| &plane[y * width..][..width])
+                    else {
+                        out.fill(0.0);
+                        continue;
+                    };
+                    let shift = kx as isize - pad_left as isize;
+                    let (columns, first_tap) = columns_inside(width, out_width, self.stride, shift);
+                    out[..columns.start].fill(0.0);
+                    out[columns.end..].fill(0.0);
+                    zip_strided(
+                        &mut out[columns],
+                        &in_row[first_tap..],
+                        self.stride,
+                        |o, v| *o = v,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `[N, channels_in, H, W]` -> `[N, channels_out, H', W']`.
+impl CpuLayer for FusedConv {
+    fn channels_in(&self) -> usize {
+        self.channels_in
+    }
+
+    fn channels_out(&self) -> usize {
+        self.weights.channels_out
+    }
+
+    fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
+        let size = |n: usize| match self.same {
+            true => n.div_ceil(self.stride),
+            false => (n - self.kernel) / self.stride + 1,
+        };
+        (size(height), size(width))
+    }
+
+    #[inline(always)]
+    fn run_with<const FMA: bool>(
+        &self,
+        input: &[f32],
+        (height, width): (usize, usize),
+        output: &mut [f32],
+    ) {
+        let (out_height, out_width) = self.output_size(height, width);
+        let (band_rows, band_stride) = band_shape(out_height, out_width);
+        let mut band = vec![0.0f32; self.weights.inputs * band_stride];
+        let out_plane = out_height * out_width;
+        for first_row in (0..out_height).step_by(band_rows) {
+            let rows = band_rows.min(out_height - first_row);
+            let pixels = rows * out_width;
+            self.patches_band(
+                input,
+                (height, width),
+                first_row,
+                rows,
+                &mut band,
+                band_stride,
+            );
+            let offset = first_row * out_width;
+            self.weights.multiply_band::<FMA>(
+                &band,
+                band_stride,
+                pixels,
+                output,
+                (out_plane, offset),
+                |channel, out| self.activation.apply(channel, out),
+            );
+        }
+    }
+}

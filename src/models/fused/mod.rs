@@ -1,0 +1,302 @@
+//! The networks' costly layers as single passes over the CPU's caches, for the CPU backend.
+//!
+//! burn's CPU backend runs a residual block as five operations, each a full pass over the
+//! activation map, and its general convolution is slow on the few-channel first layer; those,
+//! not arithmetic, were most of the landmark model's time (BENCHMARKS.md). Here a layer is
+//! computed a band of output rows at a time: the band's inputs to the matrix product (the
+//! depthwise output of a block, the patches of a convolution) stay in a buffer that fits the
+//! L1 cache, and the product, the shortcut and the activation read them from there and write
+//! the layer's output once.
+//!
+//! - `block.rs`: the residual block (depthwise 3x3, pointwise 1x1, shortcut, activation).
+//! - `conv.rs`: a dense convolution with its activation (the stems, the output layers).
+//!
+//! Layout is burn's, `[N, C, H, W]`, so these layers run between burn's own operations with
+//! no reordering, and the weights are taken from the burn layers they replace. The product is
+//! vectorised over pixels: a tile of `PIXELS` pixels times `OUTS` output channels sits in
+//! registers while the input rows stream past. Tests hold each layer to burn's operations.
+//!
+//! The GPU path does not use them: there, burn's fused and autotuned kernels run the layers.
+
+pub mod block;
+pub mod conv;
+
+use burn::nn::PRelu;
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+pub use block::FusedBlock;
+pub use conv::FusedConv;
+
+/// Pixels per register tile (two AVX registers of f32).
+const PIXELS: usize = 16;
+/// Output channels per register tile.
+const OUTS: usize = 4;
+/// Output pixels per band: at 27 rows (the stem's patches), 27 KiB, which stays in L1 while
+/// the product reads it.
+const BAND_PIXELS: usize = 256;
+
+/// What follows the sum.
+#[derive(Debug, Clone)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// One slope per output channel.
+    Prelu(Vec<f32>),
+}
+
+impl Activation {
+    pub fn prelu(prelu: &PRelu) -> Self {
+        Activation::Prelu(values(prelu.alpha.val()))
+    }
+
+    fn apply(&self, channel: usize, values: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Prelu(slopes) => {
+                let slope = slopes[channel];
+                values
+                    .iter_mut()
+                    .for_each(|v| *v = if *v < 0.0 { *v * slope } else { *v });
+            }
+        }
+    }
+}
+
+/// A layer that computes one batch item at a time from its input's values.
+pub trait CpuLayer: Sync {
+    fn channels_in(&self) -> usize;
+    fn channels_out(&self) -> usize;
+    fn output_size(&self, height: usize, width: usize) -> (usize, usize);
+    /// One item: `input` is `[C, H, W]`, `output` `[channels_out, out H, out W]`. `FMA` picks
+    /// fused multiply-adds, which only pay where the CPU has them (elsewhere `mul_add` is a
+    /// library call); implementations are `#[inline(always)]` so that they are compiled for
+    /// the instructions of the caller below.
+    fn run_with<const FMA: bool>(&self, input: &[f32], size: (usize, usize), output: &mut [f32]);
+}
+
+/// Runs `layer` when there is one and `x` lives on the CPU backend (batch items in parallel
+/// on the calling rayon pool); otherwise hands `x` back for burn's operations.
+pub fn try_forward(layer: Option<&impl CpuLayer>, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
+    let device = x.device();
+    match layer {
+        Some(layer) if device == Device::flex() => Ok(forward_on_cpu(layer, x, &device)),
+        _ => Err(x),
+    }
+}
+
+fn forward_on_cpu(layer: &impl CpuLayer, x: Tensor<4>, device: &Device) -> Tensor<4> {
+    let [batch, channels, height, width] = x.dims();
+    assert_eq!(channels, layer.channels_in(), "input channels");
+    let input = x.into_data();
+    let input = input.as_slice::<f32>().expect("float32 activations");
+    let (out_height, out_width) = layer.output_size(height, width);
+    let per_output = layer.channels_out() * out_height * out_width;
+    let mut output = vec![0.0f32; batch * per_output];
+    output
+        .par_chunks_mut(per_output)
+        .zip(input.par_chunks(channels * height * width))
+        .for_each(|(output, input)| run_item(layer, input, (height, width), output));
+    Tensor::from_data(
+        TensorData::new(output, [batch, layer.channels_out(), out_height, out_width]),
+        device,
+    )
+}
+
+/// One batch item, with the widest instructions this CPU has.
+fn run_item(layer: &impl CpuLayer, input: &[f32], size: (usize, usize), output: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the features the function is compiled for were just detected.
+        return unsafe { run_item_avx2_fma(layer, input, size, output) };
+    }
+    layer.run_with::<false>(input, size, output);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_item_avx2_fma(
+    layer: &impl CpuLayer,
+    input: &[f32],
+    size: (usize, usize),
+    output: &mut [f32],
+) {
+    layer.run_with::<true>(input, size, output);
+}
+
+/// A matrix product's weights, `[output channels][inputs]`, regrouped for the tile loop as
+/// `[output group][inputs][OUTS]` (output channels zero-padded to whole groups), so that one
+/// input row's weights for a group are adjacent.
+#[derive(Debug)]
+struct GroupedWeights {
+    inputs: usize,
+    channels_out: usize,
+    values: Vec<f32>,
+    /// Zero-padded like `values`.
+    bias: Vec<f32>,
+}
+
+impl GroupedWeights {
+    fn new(weights: &[f32], mut bias: Vec<f32>) -> Self {
+        let channels_out = bias.len();
+        let inputs = weights.len() / channels_out;
+        assert_eq!(
+            weights.len(),
+            channels_out * inputs,
+            "a [outputs][inputs] matrix"
+        );
+        let groups = channels_out.div_ceil(OUTS);
+        let mut values = vec![0.0; groups * inputs * OUTS];
+        for co in 0..channels_out {
+            for i in 0..inputs {
+                values[((co / OUTS) * inputs + i) * OUTS + co % OUTS] = weights[co * inputs + i];
+            }
+        }
+        bias.resize(groups * OUTS, 0.0);
+        Self {
+            inputs,
+            channels_out,
+            values,
+            bias,
+        }
+    }
+
+    /// The product over a band held as `[inputs][band_stride]` (each row padded to whole
+    /// tiles), bias included, written for output channel `c` to
+    /// `output[c * channel_stride + offset..][..pixels]`; then `finish(c, that row)` for each
+    /// channel (shortcut, activation). Pixels outermost: a tile's column of the band (16 KiB
+    /// at 256 inputs) stays in L1 while every group's weights stream past it. Finishing a
+    /// channel's whole row in one long loop costs less than finishing every tile.
+    #[inline(always)]
+    fn multiply_band<const FMA: bool>(
+        &self,
+        band: &[f32],
+        band_stride: usize,
+        pixels: usize,
+        output: &mut [f32],
+        (channel_stride, offset): (usize, usize),
+        mut finish: impl FnMut(usize, &mut [f32]),
+    ) {
+        for first_pixel in (0..pixels).step_by(PIXELS) {
+            let count = PIXELS.min(pixels - first_pixel);
+            for group in 0..self.channels_out.div_ceil(OUTS) {
+                let weights = &self.values[group * self.inputs * OUTS..][..self.inputs * OUTS];
+                let bias: &[f32; OUTS] = self.bias[group * OUTS..][..OUTS]
+                    .try_into()
+                    .expect("OUTS values");
+                let tile = tile::<FMA>(band, band_stride, first_pixel, weights, bias);
+                for (lane, sums) in tile.iter().enumerate() {
+                    let channel = group * OUTS + lane;
+                    if channel >= self.channels_out {
+                        break;
+                    }
+                    let start = channel * channel_stride + offset + first_pixel;
+                    if count == PIXELS {
+                        let out: &mut [f32; PIXELS] =
+                            (&mut output[start..][..PIXELS]).try_into().expect("a tile");
+                        *out = *sums;
+                    } else {
+                        output[start..][..count].copy_from_slice(&sums[..count]);
+                    }
+                }
+            }
+        }
+        for channel in 0..self.channels_out {
+            finish(
+                channel,
+                &mut output[channel * channel_stride + offset..][..pixels],
+            );
+        }
+    }
+}
+
+/// `OUTS` output channels for `PIXELS` pixels of the band, bias included: the sums stay in
+/// registers while every input row is added in.
+#[inline(always)]
+fn tile<const FMA: bool>(
+    band: &[f32],
+    band_stride: usize,
+    first_pixel: usize,
+    weights: &[f32],
+    bias: &[f32; OUTS],
+) -> [[f32; PIXELS]; OUTS] {
+    let mut sums = bias.map(|b| [b; PIXELS]);
+    for (row, weights) in weights.chunks_exact(OUTS).enumerate() {
+        let pixels: &[f32; PIXELS] = band[row * band_stride + first_pixel..][..PIXELS]
+            .try_into()
+            .expect("a whole tile");
+        for (sums, &weight) in sums.iter_mut().zip(weights) {
+            for (sum, &pixel) in sums.iter_mut().zip(pixels) {
+                *sum = multiply_add::<FMA>(weight, pixel, *sum);
+            }
+        }
+    }
+    sums
+}
+
+/// Band geometry for an output of `out_height x out_width`: rows per band, and the length of
+/// each input row of the band, padded to whole tiles (the padding is computed and dropped).
+fn band_shape(out_height: usize, out_width: usize) -> (usize, usize) {
+    let rows = (BAND_PIXELS / out_width).clamp(1, out_height);
+    (rows, (rows * out_width).next_multiple_of(PIXELS))
+}
+
+/// TensorFlow's SAME padding before the first row (or column): half the total, rounded down.
+fn same_padding_before(size: usize, out_size: usize, kernel: usize, stride: usize) -> usize {
+    ((out_size - 1) * stride + kernel).saturating_sub(size) / 2
+}
+
+/// The output columns whose tap, `shift` columns right of `column x stride`, lands inside a
+/// row of `width`, and the input column of the first of them.
+#[inline(always)]
+fn columns_inside(
+    width: usize,
+    out_width: usize,
+    stride: usize,
+    shift: isize,
+) -> (std::ops::Range<usize>, usize) {
+    let first = ((-shift).max(0) as usize).div_ceil(stride);
+    let reach = width as isize - 1 - shift;
+    let last = if reach < 0 {
+        0
+    } else {
+        (reach as usize / stride + 1).min(out_width)
+    };
+    let first = first.min(last);
+    let first_tap = ((first * stride) as isize + shift).clamp(0, width as isize) as usize;
+    (first..last, first_tap)
+}
+
+/// `apply(out[c], taps[c x stride])` for every `c`, with strides 1 and 2 (all the networks
+/// have) written so that they vectorise.
+#[inline(always)]
+fn zip_strided(out: &mut [f32], taps: &[f32], stride: usize, mut apply: impl FnMut(&mut f32, f32)) {
+    let Some(last) = out.len().checked_sub(1) else {
+        return;
+    };
+    let taps = &taps[..=last * stride];
+    match stride {
+        1 => out.iter_mut().zip(taps).for_each(|(o, &t)| apply(o, t)),
+        2 => out
+            .iter_mut()
+            .enumerate()
+            .for_each(|(c, o)| apply(o, taps[2 * c])),
+        _ => out
+            .iter_mut()
+            .zip(taps.iter().step_by(stride))
+            .for_each(|(o, &t)| apply(o, t)),
+    }
+}
+
+#[inline(always)]
+fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("float32 weights")
+}
