@@ -76,6 +76,10 @@ pub enum DeviceError {
 }
 
 impl ComputeDevice {
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.backend, Backend::Wgpu { .. })
+    }
+
     /// burn's CPU backend.
     pub fn cpu() -> Self {
         Self {

@@ -5,7 +5,6 @@
 use burn::tensor::Tensor;
 use image::RgbImage;
 
-use crate::device::Backend;
 use crate::gpu::crop::{CropJob, crop_on_device};
 use crate::models::description::{DecodingOptions, InputDescription, NonMaxSuppressionOptions};
 use crate::models::input::{InputError, images_to_tensor};
@@ -104,9 +103,40 @@ impl<'m> FaceMesh<'m> {
 
     /// Faces in each frame, best first, at most `max_faces`, in normalised frame coordinates.
     pub fn detect(&self, frames: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, InputError> {
-        if frames.is_empty() {
-            return Ok(Vec::new());
+        self.in_parts(frames, |frames| self.detect_together(frames))
+    }
+
+    /// The landmarks inside each (frame, region) pair, or None where the model says the region
+    /// holds no face (presence below `min_tracking_confidence`).
+    pub fn landmarks(
+        &self,
+        regions: &[(&RgbImage, PixelRect)],
+    ) -> Result<Vec<Option<FaceLandmarks>>, InputError> {
+        self.in_parts(regions, |regions| self.landmarks_together(regions))
+    }
+
+    /// Runs `run` over `items` in parts: all at once on the GPU, where one dispatch serves the
+    /// batch; one by one on the CPU, where a batch saves nothing and one item's activations
+    /// stay in cache through the whole network (BENCHMARKS.md: a batch of 8 costs more per
+    /// frame than 8 single frames).
+    fn in_parts<T, R>(
+        &self,
+        items: &[T],
+        run: impl Fn(&[T]) -> Result<Vec<R>, InputError>,
+    ) -> Result<Vec<R>, InputError> {
+        let part = if self.models.device.is_gpu() {
+            items.len().max(1)
+        } else {
+            1
+        };
+        let mut results = Vec::with_capacity(items.len());
+        for items in items.chunks(part) {
+            results.extend(run(items)?);
         }
+        Ok(results)
+    }
+
+    fn detect_together(&self, frames: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, InputError> {
         let boxes: Vec<PixelRect> = frames.iter().map(|f| letterbox(f.dimensions())).collect();
         let regions: Vec<(&RgbImage, PixelRect)> =
             frames.iter().copied().zip(boxes.iter().copied()).collect();
@@ -134,15 +164,10 @@ impl<'m> FaceMesh<'m> {
             .collect())
     }
 
-    /// The landmarks inside each (frame, region) pair, or None where the model says the region
-    /// holds no face (presence below `min_tracking_confidence`).
-    pub fn landmarks(
+    fn landmarks_together(
         &self,
         regions: &[(&RgbImage, PixelRect)],
     ) -> Result<Vec<Option<FaceLandmarks>>, InputError> {
-        if regions.is_empty() {
-            return Ok(Vec::new());
-        }
         let input = self.input_tensor(regions, &self.landmark_input, Border::Replicate)?;
         let output = self.models.landmarker.forward(input);
         let (points, presence) = (output.landmarks, output.face_presence);
@@ -174,8 +199,7 @@ impl<'m> FaceMesh<'m> {
             regions.resize(padded_batch_size(regions.len(), max), first);
         }
         let size = (input.width as u32, input.height as u32);
-        let on_gpu = matches!(self.models.device.backend, Backend::Wgpu { .. });
-        if self.options.crop_on_device && on_gpu {
+        if self.options.crop_on_device && self.models.device.is_gpu() {
             // Each distinct frame goes up once, however many regions it holds.
             let mut frames: Vec<&RgbImage> = Vec::new();
             let jobs: Vec<CropJob> = regions

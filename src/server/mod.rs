@@ -23,7 +23,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::device::Backend;
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::events::TurnRules;
 use crate::models::{FaceModels, ModelKind};
@@ -206,7 +205,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     let device = models.device.backend.to_string();
     let landmark_model = models.landmarker.kind().description().name;
     // A GPU compiles kernels per batch shape: keep the shapes few and warm them up.
-    let on_gpu = matches!(models.device.backend, Backend::Wgpu { .. });
+    let on_gpu = models.device.is_gpu();
     let metrics = Arc::new(Metrics::default());
     let workers = match (on_gpu, config.cpu_workers) {
         (true, _) => 1,

@@ -5,8 +5,7 @@ use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
 
 use super::{
-    Activation, CpuLayer, GroupedWeights, band_shape, columns_inside, multiply_add,
-    same_padding_before, values, zip_strided,
+    Activation, CpuLayer, GroupedWeights, band_shape, multiply_add, same_padding_before, values,
 };
 
 const TAPS: usize = 9;
@@ -63,29 +62,117 @@ impl FusedBlock {
         first_row: usize,
         band: &mut [f32],
     ) {
-        let stride = self.stride;
+        let taps = Taps {
+            kernel: self.depthwise[channel * TAPS..][..TAPS]
+                .try_into()
+                .expect("9 taps"),
+            bias: self.depthwise_bias[channel],
+        };
         let (out_height, out_width) = self.output_size(height, width);
-        let pad_top = same_padding_before(height, out_height, 3, stride) as isize;
-        let pad_left = same_padding_before(width, out_width, 3, stride) as isize;
-        let kernel = &self.depthwise[channel * TAPS..][..TAPS];
-        band.fill(self.depthwise_bias[channel]);
+        let pad_top = same_padding_before(height, out_height, 3, self.stride);
+        let pad_left = same_padding_before(width, out_width, 3, self.stride);
+        // Rows above or below the map read as zeros.
+        let zeros = vec![0.0f32; width];
         for (row, out) in band.chunks_exact_mut(out_width).enumerate() {
-            for ky in 0..3 {
-                let in_row = ((first_row + row) * stride) as isize + ky as isize - pad_top;
-                if in_row < 0 || in_row >= height as isize {
-                    continue;
-                }
-                let in_row = &input[in_row as usize * width..][..width];
-                for kx in 0..3 {
-                    let weight = kernel[ky * 3 + kx];
-                    let (columns, first_tap) =
-                        columns_inside(width, out_width, stride, kx as isize - pad_left);
-                    zip_strided(&mut out[columns], &in_row[first_tap..], stride, |o, v| {
-                        *o = multiply_add::<FMA>(weight, v, *o)
-                    });
+            let rows: [&[f32]; 3] = std::array::from_fn(|ky| {
+                ((first_row + row) * self.stride + ky)
+                    .checked_sub(pad_top)
+                    .filter(|&y| y < height)
+                    .map_or(&zeros[..], |y| &input[y * width..][..width])
+            });
+            match self.stride {
+                1 => taps.row::<FMA, 1>(rows, pad_left, out),
+                _ => taps.row::<FMA, 2>(rows, pad_left, out),
+            }
+        }
+    }
+}
+
+/// One channel's depthwise kernel and bias.
+struct Taps {
+    kernel: [f32; TAPS],
+    bias: f32,
+}
+
+/// Output columns computed together in registers.
+const LANES: usize = 8;
+
+impl Taps {
+    /// One output row from the three input rows under it. Columns whose taps all fall inside
+    /// the row go `LANES` at a time (a last, overlapping chunk covers the remainder, which
+    /// recomputes a few columns rather than dropping to scalar code); the edge columns, where
+    /// the padding is, go one by one.
+    #[inline(always)]
+    fn row<const FMA: bool, const S: usize>(
+        &self,
+        rows: [&[f32]; 3],
+        pad_left: usize,
+        out: &mut [f32],
+    ) {
+        let width = rows[0].len();
+        let out_width = out.len();
+        let first = pad_left.div_ceil(S);
+        let last = if width + pad_left >= 3 {
+            ((width + pad_left - 3) / S + 1).min(out_width)
+        } else {
+            0
+        }
+        .max(first);
+        let inside = if last - first >= LANES {
+            let chunks = (first..=last - LANES).step_by(LANES).chain([last - LANES]);
+            for c in chunks {
+                self.chunk::<FMA, S>(rows, c * S - pad_left, &mut out[c..][..LANES]);
+            }
+            first..last
+        } else {
+            first..first
+        };
+        for c in (0..out_width).filter(|c| !inside.contains(c)) {
+            out[c] = self.column::<FMA, S>(rows, c, pad_left);
+        }
+    }
+
+    /// `LANES` output columns whose first tap is input column `x0`.
+    #[inline(always)]
+    fn chunk<const FMA: bool, const S: usize>(
+        &self,
+        rows: [&[f32]; 3],
+        x0: usize,
+        out: &mut [f32],
+    ) {
+        let mut sums = [self.bias; LANES];
+        for (ky, row) in rows.iter().enumerate() {
+            let span = &row[x0..][..(LANES - 1) * S + 3];
+            for kx in 0..3 {
+                let weight = self.kernel[ky * 3 + kx];
+                for (lane, sum) in sums.iter_mut().enumerate() {
+                    *sum = multiply_add::<FMA>(weight, span[lane * S + kx], *sum);
                 }
             }
         }
+        out.copy_from_slice(&sums);
+    }
+
+    /// One output column, skipping the taps that fall in the padding.
+    #[inline(always)]
+    fn column<const FMA: bool, const S: usize>(
+        &self,
+        rows: [&[f32]; 3],
+        column: usize,
+        pad_left: usize,
+    ) -> f32 {
+        let mut sum = self.bias;
+        for (ky, row) in rows.iter().enumerate() {
+            for kx in 0..3 {
+                if let Some(&value) = (column * S + kx)
+                    .checked_sub(pad_left)
+                    .and_then(|x| row.get(x))
+                {
+                    sum = multiply_add::<FMA>(self.kernel[ky * 3 + kx], value, sum);
+                }
+            }
+        }
+        sum
     }
 }
 
