@@ -82,75 +82,123 @@ pub fn crop(
 ) -> RgbImage {
     let map = Affine::rect_to_output(rect, out_width, out_height);
     let mut out = RgbImage::new(out_width, out_height);
-    let (width, height) = (frame.width() as i64, frame.height() as i64);
-    let pixels = frame.as_raw();
-    // One tap: the pixel at (x, y), or the border's answer outside the frame.
-    let tap = |x: i64, y: i64, channel: usize| -> i32 {
-        let (x, y) = match border {
-            Border::Replicate => (x.clamp(0, width - 1), y.clamp(0, height - 1)),
-            Border::Zero if x < 0 || y < 0 || x >= width || y >= height => return 0,
-            Border::Zero => (x, y),
-        };
-        i32::from(pixels[((y * width + x) * 3) as usize + channel])
+    let sampler = Sampler {
+        pixels: frame.as_raw(),
+        width: i64::from(frame.width()),
+        height: i64::from(frame.height()),
+        border,
     };
-    // One output pixel from its position (x, y) in 1/32 frame pixels.
-    let sample = |pixel: &mut [u8], x: i64, y: i64| {
-        let (x0, y0) = (x >> SUBPIXEL_BITS, y >> SUBPIXEL_BITS);
-        let fx = (x & i64::from(SUBPIXEL_STEPS - 1)) as i32;
-        let fy = (y & i64::from(SUBPIXEL_STEPS - 1)) as i32;
-        let weights = fixed_point_weights(fx, fy);
-        let blend = |taps: [i32; 4]| {
-            let sum = weights[0] * taps[0]
-                + weights[1] * taps[1]
-                + weights[2] * taps[2]
-                + weights[3] * taps[3];
-            ((sum + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS).clamp(0, 255) as u8
-        };
-        if x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height {
-            // The whole 2x2 window is inside the frame (nearly every pixel of a face crop):
-            // read its two rows directly, no border rule per tap.
-            let top = ((y0 * width + x0) * 3) as usize;
-            let bottom = top + (width * 3) as usize;
-            let (top, bottom) = (&pixels[top..top + 6], &pixels[bottom..bottom + 6]);
-            for channel in 0..3 {
-                pixel[channel] = blend([
-                    i32::from(top[channel]),
-                    i32::from(top[channel + 3]),
-                    i32::from(bottom[channel]),
-                    i32::from(bottom[channel + 3]),
-                ]);
-            }
-        } else {
-            for channel in 0..3 {
-                pixel[channel] = blend([
-                    tap(x0, y0, channel),
-                    tap(x0 + 1, y0, channel),
-                    tap(x0, y0 + 1, channel),
-                    tap(x0 + 1, y0 + 1, channel),
-                ]);
-            }
-        }
-    };
-    let row_length = out_width as usize * 3;
-    for (v, row) in out.chunks_exact_mut(row_length).enumerate() {
-        for (u, pixel) in row.chunks_exact_mut(3).enumerate() {
-            let (u, v) = (u as f64, v as f64);
+    let mut positions = vec![(0i64, 0i64); out_width as usize];
+    for (v, row) in out.chunks_exact_mut(out_width as usize * 3).enumerate() {
+        let v = v as f64;
+        for (u, position) in positions.iter_mut().enumerate() {
+            let u = u as f64;
             // Position in 1/32 pixels, rounded to nearest like OpenCV's saturate_cast.
-            let x = round_to_even((map.a * u + map.b * v + map.c) * f64::from(SUBPIXEL_STEPS));
-            let y = round_to_even((map.d * u + map.e * v + map.f) * f64::from(SUBPIXEL_STEPS));
-            sample(pixel, x, y);
+            *position = (
+                round_to_even((map.a * u + map.b * v + map.c) * f64::from(SUBPIXEL_STEPS)),
+                round_to_even((map.d * u + map.e * v + map.f) * f64::from(SUBPIXEL_STEPS)),
+            );
+        }
+        let pixels = row.chunks_exact_mut(3).zip(&positions);
+        // Positions move monotonically along a row, so when both ends' windows are inside
+        // the frame (nearly every row of a face crop), every window between them is too.
+        let (&first, &last) = (&positions[0], &positions[positions.len() - 1]);
+        if sampler.window_inside(first) && sampler.window_inside(last) {
+            pixels.for_each(|(pixel, &position)| sampler.inside(pixel, position));
+        } else {
+            pixels.for_each(|(pixel, &position)| sampler.anywhere(pixel, position));
         }
     }
     out
 }
 
-/// `value.round_ties_even()`, without the library call that baseline x86-64 makes of it (it
-/// has no rounding instruction before SSE4.1, and this runs twice per output pixel): adding
-/// and taking away 1.5 x 2^52 leaves a double with no fraction bits, rounded to even by the
-/// default rounding mode. Exact for |value| < 2^51, far beyond any frame position.
+/// Reads 2x2 windows of a frame for the bilinear filter.
+struct Sampler<'a> {
+    pixels: &'a [u8],
+    width: i64,
+    height: i64,
+    border: Border,
+}
+
+impl Sampler<'_> {
+    /// Whether the window at a position (in 1/32 pixels) lies wholly inside the frame.
+    fn window_inside(&self, (x, y): (i64, i64)) -> bool {
+        let (x0, y0) = (x >> SUBPIXEL_BITS, y >> SUBPIXEL_BITS);
+        x0 >= 0 && y0 >= 0 && x0 + 1 < self.width && y0 + 1 < self.height
+    }
+
+    /// One output pixel whose window is inside the frame: its two rows read directly.
+    #[inline(always)]
+    fn inside(&self, pixel: &mut [u8], (x, y): (i64, i64)) {
+        let weights = window_weights(x, y);
+        let top = (((y >> SUBPIXEL_BITS) * self.width + (x >> SUBPIXEL_BITS)) * 3) as usize;
+        let bottom = top + (self.width * 3) as usize;
+        let (top, bottom) = (&self.pixels[top..][..6], &self.pixels[bottom..][..6]);
+        for channel in 0..3 {
+            pixel[channel] = blend(
+                &weights,
+                [
+                    top[channel],
+                    top[channel + 3],
+                    bottom[channel],
+                    bottom[channel + 3],
+                ]
+                .map(i32::from),
+            );
+        }
+    }
+
+    /// One output pixel anywhere: taps outside the frame follow the border rule.
+    fn anywhere(&self, pixel: &mut [u8], position: (i64, i64)) {
+        if self.window_inside(position) {
+            return self.inside(pixel, position);
+        }
+        let (x, y) = position;
+        let weights = window_weights(x, y);
+        let (x0, y0) = (x >> SUBPIXEL_BITS, y >> SUBPIXEL_BITS);
+        for channel in 0..3 {
+            let taps = [(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)]
+                .map(|(x, y)| self.tap(x, y, channel));
+            pixel[channel] = blend(&weights, taps);
+        }
+    }
+
+    /// The pixel at (x, y), or the border's answer outside the frame.
+    fn tap(&self, x: i64, y: i64, channel: usize) -> i32 {
+        let (x, y) = match self.border {
+            Border::Replicate => (x.clamp(0, self.width - 1), y.clamp(0, self.height - 1)),
+            Border::Zero if x < 0 || y < 0 || x >= self.width || y >= self.height => return 0,
+            Border::Zero => (x, y),
+        };
+        i32::from(self.pixels[((y * self.width + x) * 3) as usize + channel])
+    }
+}
+
+/// The bilinear weights of a position in 1/32 pixels.
+#[inline(always)]
+fn window_weights(x: i64, y: i64) -> [i32; 4] {
+    let step = i64::from(SUBPIXEL_STEPS - 1);
+    fixed_point_weights((x & step) as i32, (y & step) as i32)
+}
+
+/// The weighted sum of four 8-bit taps, rounded. The weights sum to one, so it stays within
+/// 0..=255 and needs no clamp.
+#[inline(always)]
+fn blend(weights: &[i32; 4], taps: [i32; 4]) -> u8 {
+    let sum: i32 = weights.iter().zip(taps).map(|(w, t)| w * t).sum();
+    ((sum + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS) as u8
+}
+
+/// `value.round_ties_even() as i64`, without the library call that baseline x86-64 makes of
+/// it (it has no rounding instruction before SSE4.1, and this runs twice per output pixel):
+/// adding 1.5 x 2^52 leaves a double whose exponent is fixed and whose low mantissa bits are
+/// the value rounded to even by the default rounding mode, so subtracting the bits of
+/// 1.5 x 2^52 gives the integer, with no branch (the loop vectorises). Exact for
+/// |value| < 2^51, far beyond any frame position.
+#[inline(always)]
 fn round_to_even(value: f64) -> i64 {
     const SHIFT: f64 = 6_755_399_441_055_744.0;
-    ((value + SHIFT) - SHIFT) as i64
+    (value + SHIFT).to_bits() as i64 - SHIFT.to_bits() as i64
 }
 
 /// The whole frame scaled to `width` x `height` with the same sampler (corners onto corners).

@@ -118,16 +118,16 @@ impl Taps {
             0
         }
         .max(first);
-        let inside = if last - first >= LANES {
+        let (one_by_one, last) = if last - first >= LANES {
             let chunks = (first..=last - LANES).step_by(LANES).chain([last - LANES]);
             for c in chunks {
                 self.chunk::<FMA, S>(rows, c * S - pad_left, &mut out[c..][..LANES]);
             }
-            first..last
+            (0..first, last)
         } else {
-            first..first
+            (0..last, last)
         };
-        for c in (0..out_width).filter(|c| !inside.contains(c)) {
+        for c in one_by_one.chain(last..out_width) {
             out[c] = self.column::<FMA, S>(rows, c, pad_left);
         }
     }
