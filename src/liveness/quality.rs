@@ -201,20 +201,30 @@ fn face_grid(frame: &RgbImage, face_box: [f32; 4]) -> Vec<f32> {
     let (cell_w, cell_h) = ((x1 - x0) / GRID as f32, (y1 - y0) / GRID as f32);
     let steps = |cell: f32| (cell.ceil() as usize).clamp(1, SAMPLES_PER_CELL);
     let (steps_x, steps_y) = (steps(cell_w), steps(cell_h));
-    let luma = |x: f32, y: f32| {
-        let x = (x as u32).min(frame.width() - 1);
-        let y = (y as u32).min(frame.height() - 1);
-        let [r, g, b] = frame.get_pixel(x, y).0;
-        0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32
+    // Where each cell's samples fall, worked out once per axis rather than per sample.
+    let samples = |start: f32, cell: f32, steps: usize, size: u32| -> Vec<usize> {
+        (0..GRID)
+            .flat_map(|i| {
+                (0..steps).map(move |s| {
+                    let at = start + cell * (i as f32 + (s as f32 + 0.5) / steps as f32);
+                    (at as u32).min(size - 1) as usize
+                })
+            })
+            .collect()
+    };
+    let columns = samples(x0, cell_w, steps_x, frame.width());
+    let rows = samples(y0, cell_h, steps_y, frame.height());
+    let (pixels, stride) = (frame.as_raw(), frame.width() as usize * 3);
+    let luma = |x: usize, y: usize| {
+        let [r, g, b] = [0, 1, 2].map(|c| f32::from(pixels[y * stride + x * 3 + c]));
+        0.299 * r + 0.587 * g + 0.114 * b
     };
     let mut grid = Vec::with_capacity(GRID * GRID);
-    for row in 0..GRID {
-        for column in 0..GRID {
+    for cell_rows in rows.chunks_exact(steps_y) {
+        for cell_columns in columns.chunks_exact(steps_x) {
             let mut sum = 0.0;
-            for sy in 0..steps_y {
-                for sx in 0..steps_x {
-                    let x = x0 + cell_w * (column as f32 + (sx as f32 + 0.5) / steps_x as f32);
-                    let y = y0 + cell_h * (row as f32 + (sy as f32 + 0.5) / steps_y as f32);
+            for &y in cell_rows {
+                for &x in cell_columns {
                     sum += luma(x, y);
                 }
             }
