@@ -7,8 +7,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 
 use super::{
-    Activation, CpuLayer, GroupedWeights, band_shape, columns_inside, same_padding_before, values,
-    zip_strided,
+    Activation, CpuLayer, GroupedWeights, band_shape, columns_inside, dot, same_padding_before,
+    values, zip_strided,
 };
 
 #[derive(Debug)]
@@ -20,6 +20,8 @@ pub struct FusedConv {
     same: bool,
     /// `[channels_out][channels_in x kernel x kernel]`, the order of the patch rows.
     weights: GroupedWeights,
+    /// The same, one output channel per row, for layers whose output is one pixel.
+    rows: Vec<f32>,
     activation: Activation,
 }
 
@@ -37,13 +39,32 @@ impl FusedConv {
         };
         let bias = values(conv.bias.as_ref().expect("a bias").val());
         assert_eq!(bias.len(), channels_out);
+        let rows = values(conv.weight.val());
         Self {
             channels_in,
             kernel,
             stride: conv.stride[0],
             same,
-            weights: GroupedWeights::new(&values(conv.weight.val()), bias),
+            weights: GroupedWeights::new(&rows, bias),
+            rows,
             activation,
+        }
+    }
+
+    /// A VALID layer as large as its input (the output layers): its one patch is the input
+    /// itself, so each output is a dot product, computed along the input rather than on a
+    /// tile of pixels that would be one pixel wide.
+    #[inline(always)]
+    fn whole_map<const FMA: bool>(&self, input: &[f32], output: &mut [f32]) {
+        let inputs = self.weights.inputs;
+        for (channel, (out, weights)) in output
+            .iter_mut()
+            .zip(self.rows.chunks_exact(inputs))
+            .enumerate()
+        {
+            let mut sum = [dot::<FMA>(weights, input) + self.weights.bias[channel]];
+            self.activation.apply(channel, &mut sum);
+            *out = sum[0];
         }
     }
 
@@ -125,6 +146,10 @@ impl CpuLayer for FusedConv {
         output: &mut [f32],
     ) {
         let (out_height, out_width) = self.output_size(height, width);
+        if (out_height, out_width, height, width) == (1, 1, self.kernel, self.kernel) && !self.same
+        {
+            return self.whole_map::<FMA>(input, output);
+        }
         let (band_rows, band_stride) = band_shape(out_height, out_width);
         let mut band = vec![0.0f32; self.weights.inputs * band_stride];
         let out_plane = out_height * out_width;

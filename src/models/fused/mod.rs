@@ -237,6 +237,26 @@ fn tile<const FMA: bool>(
     sums
 }
 
+/// The sum of products of two rows of the same length, kept in `PIXELS` partial sums so that
+/// it vectorises.
+#[inline(always)]
+fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    let (a, b) = (a.chunks_exact(PIXELS), b.chunks_exact(PIXELS));
+    let tail: f32 = a
+        .remainder()
+        .iter()
+        .zip(b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut sums = [0.0f32; PIXELS];
+    for (a, b) in a.zip(b) {
+        for ((sum, &x), &y) in sums.iter_mut().zip(a).zip(b) {
+            *sum = multiply_add::<FMA>(x, y, *sum);
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
 /// Band geometry for an output of `out_height x out_width`: rows per band, and the length of
 /// each input row of the band, padded to whole tiles (the padding is computed and dropped).
 fn band_shape(out_height: usize, out_width: usize) -> (usize, usize) {
