@@ -1,10 +1,10 @@
 //! The thread that owns the device: it takes frames from every session, forms batches by the
 //! rules of `scheduler::queue`, runs them through the models, and answers each frame.
 //!
-//! On a GPU there is one. On the CPU backend the "device" is the cores, and burn's CPU
-//! kernels spread one frame over them poorly (8.7 ms a frame on one thread, 6.7 ms on two
-//! here): there, one worker runs per core, each with a one-thread pool of its own, and the
-//! sessions' frames go to whichever has room.
+//! On a GPU there is one. On the CPU backend the "device" is the cores, and one frame's layers
+//! run on one core (`models::fused`; spreading a frame over cores gained little): there, one
+//! worker runs per core, each with a one-thread pool of its own, and the sessions' frames go to
+//! whichever has room.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
