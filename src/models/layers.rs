@@ -217,7 +217,7 @@ impl Convolution {
 }
 
 /// PReLU where the file has one, else ReLU.
-pub fn activate(prelu: &Option<PRelu>, x: Tensor<4>) -> Tensor<4> {
+fn activate(prelu: &Option<PRelu>, x: Tensor<4>) -> Tensor<4> {
     match prelu {
         Some(prelu) => prelu.forward(x),
         None => relu(x),

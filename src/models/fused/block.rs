@@ -52,7 +52,8 @@ impl FusedBlock {
     }
 
     /// Depthwise 3x3 of one channel for the band's output rows, with TensorFlow's SAME
-    /// padding (zeros; on stride 2 over an even size, none at the top or left).
+    /// padding (zeros; on stride 2 over an even size, none at the top or left). `zeros` is a
+    /// row of zeros, which rows outside the map read.
     #[inline(always)]
     fn depthwise_band<const FMA: bool>(
         &self,
@@ -61,6 +62,7 @@ impl FusedBlock {
         (height, width): (usize, usize),
         first_row: usize,
         band: &mut [f32],
+        zeros: &[f32],
     ) {
         let taps = Taps {
             kernel: self.depthwise[channel * TAPS..][..TAPS]
@@ -71,14 +73,12 @@ impl FusedBlock {
         let (out_height, out_width) = self.output_size(height, width);
         let pad_top = same_padding_before(height, out_height, 3, self.stride);
         let pad_left = same_padding_before(width, out_width, 3, self.stride);
-        // Rows above or below the map read as zeros.
-        let zeros = vec![0.0f32; width];
         for (row, out) in band.chunks_exact_mut(out_width).enumerate() {
             let rows: [&[f32]; 3] = std::array::from_fn(|ky| {
                 ((first_row + row) * self.stride + ky)
                     .checked_sub(pad_top)
                     .filter(|&y| y < height)
-                    .map_or(&zeros[..], |y| &input[y * width..][..width])
+                    .map_or(zeros, |y| &input[y * width..][..width])
             });
             match self.stride {
                 1 => taps.row::<FMA, 1>(rows, pad_left, out),
@@ -209,14 +209,11 @@ impl CpuLayer for FusedBlock {
         let (out_height, out_width) = self.output_size(height, width);
         let (band_rows, band_stride) = band_shape(out_height, out_width);
         let mut band = vec![0.0f32; channels_in * band_stride];
-        let mut pooled = vec![
-            0.0f32;
-            if self.stride == 2 {
-                channels_in * band_stride
-            } else {
-                0
-            }
-        ];
+        // The max-pooled shortcut of the band, on stride 2 only.
+        let pooled_length = if self.stride == 2 { band.len() } else { 0 };
+        let mut pooled = vec![0.0f32; pooled_length];
+        // What rows above or below the map read.
+        let zeros = vec![0.0f32; width];
         let plane = height * width;
         let out_plane = out_height * out_width;
         for first_row in (0..out_height).step_by(band_rows) {
@@ -225,7 +222,7 @@ impl CpuLayer for FusedBlock {
             for ci in 0..channels_in {
                 let input = &input[ci * plane..][..plane];
                 let band = &mut band[ci * band_stride..][..pixels];
-                self.depthwise_band::<FMA>(ci, input, (height, width), first_row, band);
+                self.depthwise_band::<FMA>(ci, input, (height, width), first_row, band, &zeros);
                 if self.stride == 2 {
                     let pooled = &mut pooled[ci * band_stride..][..pixels];
                     max_pool_band(input, width, first_row, pooled);
