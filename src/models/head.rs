@@ -5,8 +5,6 @@
 use std::borrow::Cow;
 
 use burn::module::Module;
-use burn::nn::PRelu;
-use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
 use crate::models::layers::{After, BlockNames, BlockShape, Convolution, ResidualBlock, block};
@@ -32,8 +30,7 @@ pub struct HeadLayout {
 #[derive(Module, Debug)]
 pub struct Head {
     blocks: Vec<ResidualBlock>,
-    projection: Conv2d,
-    projection_prelu: PRelu,
+    projection: Convolution,
     last_block: ResidualBlock,
     output: Convolution,
 }
@@ -47,15 +44,14 @@ impl Head {
                 .iter()
                 .map(|(shape, names)| load_block(loader, *shape, *names))
                 .collect::<Result<Vec<_>, _>>()?,
-            projection: loader.conv(
+            projection: Convolution::load(
+                loader,
                 &format!("conv2d_{}", layout.projection[0]),
                 [channels_in, HEAD_CHANNELS],
-                1,
-                1,
+                (1, 1),
                 Padding::Valid,
+                After::Prelu(&format!("p_re_lu_{}", layout.projection[1])),
             )?,
-            projection_prelu: loader
-                .prelu(&format!("p_re_lu_{}", layout.projection[1]), HEAD_CHANNELS)?,
             last_block: load_block(
                 loader,
                 block(HEAD_CHANNELS, HEAD_CHANNELS, 1),
@@ -77,7 +73,7 @@ impl Head {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = self.projection_prelu.forward(self.projection.forward(x));
+        let x = self.projection.forward(x);
         let x = self.output.forward(self.last_block.forward(x));
         let [batch, outputs, _, _] = x.dims();
         x.reshape([batch, outputs])

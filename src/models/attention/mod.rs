@@ -22,8 +22,6 @@ pub mod refinement;
 use std::borrow::Cow;
 
 use burn::module::Module;
-use burn::nn::PRelu;
-use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
 use crate::models::description::ModelKind;
@@ -218,8 +216,7 @@ impl Region {
 pub struct FaceLandmarkerWithAttention {
     stem: Convolution,
     trunk: Vec<ResidualBlock>,
-    projection: Conv2d,
-    projection_prelu: PRelu,
+    projection: Convolution,
     last_block: ResidualBlock,
     mesh: Convolution,
     face_flag: Convolution,
@@ -246,14 +243,14 @@ impl FaceLandmarkerWithAttention {
                 After::Prelu("p_re_lu"),
             )?,
             trunk,
-            projection: loader.conv(
+            projection: Convolution::load(
+                &loader,
                 &format!("conv2d_{}", last + 1),
                 [128, TOP_CHANNELS],
-                1,
-                1,
+                (1, 1),
                 Padding::Valid,
+                After::Prelu(&format!("p_re_lu_{}", last + 1)),
             )?,
-            projection_prelu: loader.prelu(&format!("p_re_lu_{}", last + 1), TOP_CHANNELS)?,
             last_block: load_block(
                 &loader,
                 block(TOP_CHANNELS, TOP_CHANNELS, 1),
@@ -300,9 +297,7 @@ impl FaceLandmarkerWithAttention {
             }
         }
         let feature_map = feature_map.expect("the trunk runs past the feature map's block");
-        let x = self
-            .last_block
-            .forward(self.projection_prelu.forward(self.projection.forward(x)));
+        let x = self.last_block.forward(self.projection.forward(x));
         let batch = x.dims()[0];
         let face_presence = self.face_flag.forward(x.clone()).reshape([batch, 1]);
         let mesh = self.mesh.forward(x).reshape([batch, 3 * MESH_POINTS]);
