@@ -5,7 +5,8 @@ use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
 
 use super::{
-    Activation, CpuLayer, GroupedWeights, band_shape, multiply_add, same_padding_before, values,
+    Activation, CpuLayer, GroupedWeights, band_shape, bias, multiply_add, same_padding_before,
+    values,
 };
 
 const TAPS: usize = 9;
@@ -28,17 +29,14 @@ impl FusedBlock {
         prelu: Option<&PRelu>,
         stride: usize,
     ) -> Self {
-        let depthwise_bias = values(depthwise.bias.as_ref().expect("a bias").val());
+        let depthwise_bias = bias(depthwise);
         let depthwise = values(depthwise.weight.val());
         assert_eq!(
             depthwise.len(),
             depthwise_bias.len() * TAPS,
             "a 3x3 depthwise kernel"
         );
-        let pointwise = GroupedWeights::new(
-            &values(pointwise.weight.val()),
-            values(pointwise.bias.as_ref().expect("a bias").val()),
-        );
+        let pointwise = GroupedWeights::new(&values(pointwise.weight.val()), bias(pointwise));
         Self {
             stride,
             depthwise,

@@ -7,8 +7,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 
 use super::{
-    Activation, CpuLayer, GroupedWeights, band_shape, columns_inside, dot, same_padding_before,
-    values, zip_strided,
+    Activation, CpuLayer, GroupedWeights, band_shape, bias, columns_inside, dot,
+    same_padding_before, values, zip_strided,
 };
 
 #[derive(Debug)]
@@ -37,7 +37,7 @@ impl FusedConv {
             PaddingConfig2d::Valid => false,
             ref other => panic!("SAME or VALID padding, not {other:?}"),
         };
-        let bias = values(conv.bias.as_ref().expect("a bias").val());
+        let bias = bias(conv);
         assert_eq!(bias.len(), channels_out);
         let rows = values(conv.weight.val());
         Self {

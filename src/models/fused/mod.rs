@@ -22,6 +22,7 @@ pub mod block;
 pub mod conv;
 
 use burn::nn::PRelu;
+use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -317,6 +318,11 @@ fn zip_strided(out: &mut [f32], taps: &[f32], stride: usize, mut apply: impl FnM
 #[inline(always)]
 fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// A convolution's bias values; MediaPipe's convolutions all have one.
+fn bias(conv: &Conv2d) -> Vec<f32> {
+    values(conv.bias.as_ref().expect("a bias").val())
 }
 
 fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
