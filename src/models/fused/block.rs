@@ -5,8 +5,7 @@ use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
 
 use super::{
-    Activation, CpuLayer, GroupedWeights, band_shape, bias, multiply_add, same_padding_before,
-    values,
+    Activation, CpuLayer, GroupedWeights, SplitRow, band_shape, bias, multiply_add, values,
 };
 
 const TAPS: usize = 9;
@@ -37,6 +36,10 @@ impl FusedBlock {
             "a 3x3 depthwise kernel"
         );
         let pointwise = GroupedWeights::new(&values(pointwise.weight.val()), bias(pointwise));
+        assert!(
+            matches!(stride, 1 | 2),
+            "the networks' blocks have stride 1 or 2"
+        );
         Self {
             stride,
             depthwise,
@@ -49,9 +52,18 @@ impl FusedBlock {
         }
     }
 
-    /// Depthwise 3x3 of one channel for the band's output rows, with TensorFlow's SAME
-    /// padding (zeros; on stride 2 over an even size, none at the top or left). `zeros` is a
-    /// row of zeros, which rows outside the map read.
+    fn taps(&self, channel: usize) -> Taps {
+        Taps {
+            kernel: self.depthwise[channel * TAPS..][..TAPS]
+                .try_into()
+                .expect("9 taps"),
+            bias: self.depthwise_bias[channel],
+        }
+    }
+
+    /// Stride 1: the depthwise 3x3 of one channel for the band's output rows, with
+    /// TensorFlow's SAME padding (one zero row or column on each side). `zeros` is a row of
+    /// zeros, which rows outside the map read.
     #[inline(always)]
     fn depthwise_band<const FMA: bool>(
         &self,
@@ -62,25 +74,57 @@ impl FusedBlock {
         band: &mut [f32],
         zeros: &[f32],
     ) {
-        let taps = Taps {
-            kernel: self.depthwise[channel * TAPS..][..TAPS]
-                .try_into()
-                .expect("9 taps"),
-            bias: self.depthwise_bias[channel],
+        let taps = self.taps(channel);
+        let row_at = |y: Option<usize>| match y {
+            Some(y) if y < height => &input[y * width..][..width],
+            _ => zeros,
         };
-        let (out_height, out_width) = self.output_size(height, width);
-        let pad_top = same_padding_before(height, out_height, 3, self.stride);
-        let pad_left = same_padding_before(width, out_width, 3, self.stride);
-        for (row, out) in band.chunks_exact_mut(out_width).enumerate() {
-            let rows: [&[f32]; 3] = std::array::from_fn(|ky| {
-                ((first_row + row) * self.stride + ky)
-                    .checked_sub(pad_top)
-                    .filter(|&y| y < height)
-                    .map_or(zeros, |y| &input[y * width..][..width])
-            });
-            match self.stride {
-                1 => taps.row::<FMA, 1>(rows, pad_left, out),
-                _ => taps.row::<FMA, 2>(rows, pad_left, out),
+        for (row, out) in band.chunks_exact_mut(width).enumerate() {
+            let y = first_row + row;
+            let rows = [
+                row_at(y.checked_sub(1)),
+                row_at(Some(y)),
+                row_at(Some(y + 1)),
+            ];
+            taps.row::<FMA>(rows, out);
+        }
+    }
+
+    /// Stride 2: the depthwise 3x3 of one channel for the band's output rows, and the 2x2
+    /// max-pool shortcut beside it. Both read the input rows split into even and odd
+    /// columns (`splits`, scratch for three rows), where each tap is a contiguous run. On an
+    /// even size (which `output_size` asserts) SAME pads nothing before and one zero row and
+    /// column after, so output `(r, c)` reads rows `2r..2r + 3` and columns `2c..2c + 3`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn depthwise_and_pool_band<const FMA: bool>(
+        &self,
+        channel: usize,
+        input: &[f32],
+        (height, width): (usize, usize),
+        first_row: usize,
+        (band, pooled): (&mut [f32], &mut [f32]),
+        splits: &mut [SplitRow; 3],
+    ) {
+        let taps = self.taps(channel);
+        let out_width = width / 2;
+        let rows = band
+            .chunks_exact_mut(out_width)
+            .zip(pooled.chunks_exact_mut(out_width));
+        for (row, (out, pool)) in rows.enumerate() {
+            let top = 2 * (first_row + row);
+            for (ky, split) in splits.iter_mut().enumerate() {
+                match top + ky {
+                    y if y < height => split.split(&input[y * width..][..width]),
+                    _ => split.zero(),
+                }
+            }
+            taps.split_row::<FMA>(splits, out);
+            let (top, bottom) = (&splits[0], &splits[1]);
+            let (even_0, odd_0) = (&top.even[..out_width], &top.odd[..out_width]);
+            let (even_1, odd_1) = (&bottom.even[..out_width], &bottom.odd[..out_width]);
+            for (c, p) in pool.iter_mut().enumerate() {
+                *p = even_0[c].max(odd_0[c]).max(even_1[c].max(odd_1[c]));
             }
         }
     }
@@ -96,81 +140,76 @@ struct Taps {
 const LANES: usize = 8;
 
 impl Taps {
-    /// One output row from the three input rows under it. Columns whose taps all fall inside
-    /// the row go `LANES` at a time (a last, overlapping chunk covers the remainder, which
-    /// recomputes a few columns rather than dropping to scalar code); the edge columns, where
-    /// the padding is, go one by one.
+    /// One stride-1 output row from the three input rows under it. Columns whose taps all
+    /// fall inside the row go `LANES` at a time (a last, overlapping chunk covers the
+    /// remainder, which recomputes a few columns rather than dropping to scalar code); the
+    /// two edge columns, where the padding is, go one by one.
     #[inline(always)]
-    fn row<const FMA: bool, const S: usize>(
-        &self,
-        rows: [&[f32]; 3],
-        pad_left: usize,
-        out: &mut [f32],
-    ) {
-        let width = rows[0].len();
-        let out_width = out.len();
-        let first = pad_left.div_ceil(S);
-        let last = if width + pad_left >= 3 {
-            ((width + pad_left - 3) / S + 1).min(out_width)
-        } else {
-            0
+    fn row<const FMA: bool>(&self, rows: [&[f32]; 3], out: &mut [f32]) {
+        let width = out.len();
+        if width < LANES + 2 {
+            (0..width).for_each(|c| out[c] = self.column::<FMA>(rows, c));
+            return;
         }
-        .max(first);
-        let (one_by_one, last) = if last - first >= LANES {
-            let chunks = (first..=last - LANES).step_by(LANES).chain([last - LANES]);
-            for c in chunks {
-                self.chunk::<FMA, S>(rows, c * S - pad_left, &mut out[c..][..LANES]);
-            }
-            (0..first, last)
-        } else {
-            (0..last, last)
-        };
-        for c in one_by_one.chain(last..out_width) {
-            out[c] = self.column::<FMA, S>(rows, c, pad_left);
+        let inner = 1..width - 1;
+        let chunks = (inner.start..=inner.end - LANES)
+            .step_by(LANES)
+            .chain([inner.end - LANES]);
+        for c in chunks {
+            self.chunk::<FMA>(rows, c - 1, &mut out[c..][..LANES]);
+        }
+        for c in [0, width - 1] {
+            out[c] = self.column::<FMA>(rows, c);
         }
     }
 
-    /// `LANES` output columns whose first tap is input column `x0`.
+    /// `LANES` stride-1 output columns whose first tap is input column `x0`.
     #[inline(always)]
-    fn chunk<const FMA: bool, const S: usize>(
-        &self,
-        rows: [&[f32]; 3],
-        x0: usize,
-        out: &mut [f32],
-    ) {
+    fn chunk<const FMA: bool>(&self, rows: [&[f32]; 3], x0: usize, out: &mut [f32]) {
         let mut sums = [self.bias; LANES];
         for (ky, row) in rows.iter().enumerate() {
-            let span = &row[x0..][..(LANES - 1) * S + 3];
+            let span = &row[x0..][..LANES + 2];
             for kx in 0..3 {
                 let weight = self.kernel[ky * 3 + kx];
                 for (lane, sum) in sums.iter_mut().enumerate() {
-                    *sum = multiply_add::<FMA>(weight, span[lane * S + kx], *sum);
+                    *sum = multiply_add::<FMA>(weight, span[lane + kx], *sum);
                 }
             }
         }
         out.copy_from_slice(&sums);
     }
 
-    /// One output column, skipping the taps that fall in the padding.
+    /// One stride-1 output column, skipping the taps that fall in the padding.
     #[inline(always)]
-    fn column<const FMA: bool, const S: usize>(
-        &self,
-        rows: [&[f32]; 3],
-        column: usize,
-        pad_left: usize,
-    ) -> f32 {
+    fn column<const FMA: bool>(&self, rows: [&[f32]; 3], column: usize) -> f32 {
         let mut sum = self.bias;
         for (ky, row) in rows.iter().enumerate() {
             for kx in 0..3 {
-                if let Some(&value) = (column * S + kx)
-                    .checked_sub(pad_left)
-                    .and_then(|x| row.get(x))
-                {
+                if let Some(&value) = (column + kx).checked_sub(1).and_then(|x| row.get(x)) {
                     sum = multiply_add::<FMA>(self.kernel[ky * 3 + kx], value, sum);
                 }
             }
         }
         sum
+    }
+
+    /// One stride-2 output row from the three input rows under it, split: column `c` reads
+    /// columns `2c`, `2c + 1` and `2c + 2` of each, the even half at `c`, the odd half at
+    /// `c` and the even half at `c + 1` (the zero past the end, for the last column).
+    #[inline(always)]
+    fn split_row<'a, const FMA: bool>(&self, rows: &'a [SplitRow; 3], out: &mut [f32]) {
+        let n = out.len();
+        let halves = |row: &'a SplitRow| [&row.even[..n], &row.odd[..n], &row.even[1..=n]];
+        let rows = [halves(&rows[0]), halves(&rows[1]), halves(&rows[2])];
+        for (c, out) in out.iter_mut().enumerate() {
+            let mut sum = self.bias;
+            for (ky, row) in rows.iter().enumerate() {
+                for (kx, half) in row.iter().enumerate() {
+                    sum = multiply_add::<FMA>(self.kernel[ky * 3 + kx], half[c], sum);
+                }
+            }
+            *out = sum;
+        }
     }
 }
 
@@ -212,6 +251,11 @@ impl CpuLayer for FusedBlock {
         let mut pooled = vec![0.0f32; pooled_length];
         // What rows above or below the map read.
         let zeros = vec![0.0f32; width];
+        let mut splits = [
+            SplitRow::new(width),
+            SplitRow::new(width),
+            SplitRow::new(width),
+        ];
         let plane = height * width;
         let out_plane = out_height * out_width;
         for first_row in (0..out_height).step_by(band_rows) {
@@ -220,10 +264,18 @@ impl CpuLayer for FusedBlock {
             for ci in 0..channels_in {
                 let input = &input[ci * plane..][..plane];
                 let band = &mut band[ci * band_stride..][..pixels];
-                self.depthwise_band::<FMA>(ci, input, (height, width), first_row, band, &zeros);
-                if self.stride == 2 {
+                if self.stride == 1 {
+                    self.depthwise_band::<FMA>(ci, input, (height, width), first_row, band, &zeros);
+                } else {
                     let pooled = &mut pooled[ci * band_stride..][..pixels];
-                    max_pool_band(input, width, first_row, pooled);
+                    self.depthwise_and_pool_band::<FMA>(
+                        ci,
+                        input,
+                        (height, width),
+                        first_row,
+                        (band, pooled),
+                        &mut splits,
+                    );
                 }
             }
             // The shortcut of an output channel: the input (pooled on stride 2), or nothing
@@ -248,20 +300,6 @@ impl CpuLayer for FusedBlock {
                     self.activation.apply(channel, out);
                 },
             );
-        }
-    }
-}
-
-/// The 2x2 max-pool shortcut of one channel for the band's output rows.
-fn max_pool_band(input: &[f32], width: usize, first_row: usize, out: &mut [f32]) {
-    let out_width = width / 2;
-    for (row, out) in out.chunks_exact_mut(out_width).enumerate() {
-        let top = &input[2 * (first_row + row) * width..][..width];
-        let bottom = &input[(2 * (first_row + row) + 1) * width..][..width];
-        for (c, o) in out.iter_mut().enumerate() {
-            *o = top[2 * c]
-                .max(top[2 * c + 1])
-                .max(bottom[2 * c].max(bottom[2 * c + 1]));
         }
     }
 }

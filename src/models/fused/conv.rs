@@ -7,8 +7,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 
 use super::{
-    Activation, CpuLayer, GroupedWeights, band_shape, bias, columns_inside, dot,
-    same_padding_before, values, zip_strided,
+    Activation, CpuLayer, GroupedWeights, SplitRow, band_shape, bias, columns_inside, dot,
+    same_padding_before, values,
 };
 
 #[derive(Debug)]
@@ -90,30 +90,37 @@ impl FusedConv {
             (0, 0)
         };
         let taps = self.kernel * self.kernel;
+        let mut split = SplitRow::new(width);
         for ci in 0..self.channels_in {
             let plane = &input[ci * height * width..][..height * width];
-            for tap in 0..taps {
-                let (ky, kx) = (tap / self.kernel, tap % self.kernel);
-                let row = &mut band[(ci * taps + tap) * band_stride..][..rows * out_width];
-                for (r, out) in row.chunks_exact_mut(out_width).enumerate() {
+            for ky in 0..self.kernel {
+                for r in 0..rows {
                     let y = ((first_row + r) * self.stride + ky).checked_sub(pad_top);
-                    let Some(in_row) = y
+                    let in_row = y
                         .filter(|&y| y < height)
-                        .map(|y| &plane[y * width..][..width])
-                    else {
-                        out.fill(0.0);
-                        continue;
-                    };
-                    let shift = kx as isize - pad_left as isize;
-                    let (columns, first_tap) = columns_inside(width, out_width, self.stride, shift);
-                    out[..columns.start].fill(0.0);
-                    out[columns.end..].fill(0.0);
-                    zip_strided(
-                        &mut out[columns],
-                        &in_row[first_tap..],
-                        self.stride,
-                        |o, v| *o = v,
-                    );
+                        .map(|y| &plane[y * width..][..width]);
+                    if let (Some(in_row), 2) = (in_row, self.stride) {
+                        split.split(in_row);
+                    }
+                    for kx in 0..self.kernel {
+                        let row = (ci * taps + ky * self.kernel + kx) * band_stride;
+                        let out = &mut band[row + r * out_width..][..out_width];
+                        let Some(in_row) = in_row else {
+                            out.fill(0.0);
+                            continue;
+                        };
+                        let shift = kx as isize - pad_left as isize;
+                        let (columns, first_tap) =
+                            columns_inside(width, out_width, self.stride, shift);
+                        let inside = match self.stride {
+                            1 => &in_row[first_tap..],
+                            _ => split.every_other_from(first_tap),
+                        };
+                        out[..columns.start].fill(0.0);
+                        out[columns.end..].fill(0.0);
+                        let count = columns.len();
+                        out[columns].copy_from_slice(&inside[..count]);
+                    }
                 }
             }
         }
@@ -150,6 +157,10 @@ impl CpuLayer for FusedConv {
         {
             return self.whole_map::<FMA>(input, output);
         }
+        assert!(
+            matches!(self.stride, 1 | 2),
+            "the networks' convolutions larger than one output pixel have stride 1 or 2"
+        );
         let (band_rows, band_stride) = band_shape(out_height, out_width);
         let mut band = vec![0.0f32; self.weights.inputs * band_stride];
         let out_plane = out_height * out_width;

@@ -227,7 +227,11 @@ fn tile<const FMA: bool>(
     weights: &[f32],
     bias: &[f32; OUTS],
 ) -> [[f32; PIXELS]; OUTS] {
-    let mut sums = bias.map(|b| [b; PIXELS]);
+    // Built in place: `bias.map` compiled to a call that returns the sums through memory.
+    let mut sums = [[0.0; PIXELS]; OUTS];
+    for (sums, &bias) in sums.iter_mut().zip(bias) {
+        *sums = [bias; PIXELS];
+    }
     for (row, weights) in weights.chunks_exact(OUTS).enumerate() {
         let pixels: &[f32; PIXELS] = band[row * band_stride + first_pixel..][..PIXELS]
             .try_into()
@@ -294,24 +298,51 @@ fn columns_inside(
     (first..last, first_tap)
 }
 
-/// `apply(out[c], taps[c x stride])` for every `c`, with strides 1 and 2 (all the networks
-/// have) written so that they vectorise.
-#[inline(always)]
-fn zip_strided(out: &mut [f32], taps: &[f32], stride: usize, mut apply: impl FnMut(&mut f32, f32)) {
-    let Some(last) = out.len().checked_sub(1) else {
-        return;
-    };
-    let taps = &taps[..=last * stride];
-    match stride {
-        1 => out.iter_mut().zip(taps).for_each(|(o, &t)| apply(o, t)),
-        2 => out
-            .iter_mut()
-            .enumerate()
-            .for_each(|(c, o)| apply(o, taps[2 * c])),
-        _ => out
-            .iter_mut()
-            .zip(taps.iter().step_by(stride))
-            .for_each(|(o, &t)| apply(o, t)),
+/// An input row's even and odd columns apart, for stride-2 layers: each tap of a stride-2
+/// output row then reads a contiguous run of one half, where reading every other value of the
+/// row took a shuffle per value.
+struct SplitRow {
+    /// Columns 0, 2, 4, ..., then a zero: the padding column right of an even-sized row.
+    even: Vec<f32>,
+    /// Columns 1, 3, 5, ..., then a zero.
+    odd: Vec<f32>,
+}
+
+impl SplitRow {
+    fn new(width: usize) -> Self {
+        Self {
+            even: vec![0.0; width.div_ceil(2) + 1],
+            odd: vec![0.0; width / 2 + 1],
+        }
+    }
+
+    #[inline(always)]
+    fn split(&mut self, row: &[f32]) {
+        let pairs = row.chunks_exact(2);
+        if let [last] = pairs.remainder() {
+            self.even[row.len() / 2] = *last;
+        }
+        for ((pair, even), odd) in pairs.zip(&mut self.even).zip(&mut self.odd) {
+            (*even, *odd) = (pair[0], pair[1]);
+        }
+    }
+
+    /// A row outside the map.
+    #[inline(always)]
+    fn zero(&mut self) {
+        self.even.fill(0.0);
+        self.odd.fill(0.0);
+    }
+
+    /// Columns `first`, `first + 2`, `first + 4`, ... of the row, to its end.
+    #[inline(always)]
+    fn every_other_from(&self, first: usize) -> &[f32] {
+        let half = if first % 2 == 0 {
+            &self.even
+        } else {
+            &self.odd
+        };
+        &half[first / 2..half.len() - 1]
     }
 }
 
