@@ -22,6 +22,16 @@ pub enum FrameError {
     TooLarge { max_side: u32 },
 }
 
+/// `decode` for bytes from the network: a decoder that panics on a hostile file costs that
+/// frame, answered as damaged, not the thread that decodes it.
+pub fn decode_untrusted(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameError> {
+    std::panic::catch_unwind(|| decode(bytes, max_side)).unwrap_or_else(|_| {
+        Err(FrameError::Damaged(
+            "the decoder failed on this frame".into(),
+        ))
+    })
+}
+
 /// Decodes a JPEG or PNG into RGB: grayscale is expanded, alpha is dropped (MediaPipe's
 /// converter does the same), and frames beyond `max_side` are refused from their header.
 pub fn decode(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameError> {

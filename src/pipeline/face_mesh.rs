@@ -119,12 +119,17 @@ impl<'m> FaceMesh<'m> {
     /// batch; one by one on the CPU, where a batch saves nothing and one item's activations
     /// stay in cache through the whole network (BENCHMARKS.md: a batch of 8 costs more per
     /// frame than 8 single frames).
+    /// Whether the models run a batch's items in one pass (on a GPU) or one by one.
+    pub fn runs_items_together(&self) -> bool {
+        self.models.device.is_gpu()
+    }
+
     fn in_parts<T, R>(
         &self,
         items: &[T],
         run: impl Fn(&[T]) -> Result<Vec<R>, InputError>,
     ) -> Result<Vec<R>, InputError> {
-        let part = if self.models.device.is_gpu() {
+        let part = if self.runs_items_together() {
             items.len().max(1)
         } else {
             1

@@ -1,7 +1,8 @@
 //! One WebSocket connection: one camera stream, one liveness session.
 //!
-//! Frames are decoded off the async runtime, then go to the device worker one at a time per
-//! session, because each frame's tracking regions come from the previous frame's landmarks.
+//! Frames go to the device worker one at a time per session, because each frame's tracking
+//! regions come from the previous frame's landmarks; for a GPU they are decoded here first,
+//! off the async runtime, while a CPU worker decodes them itself (`worker::Frame`).
 //! While one is on the device the next few wait here; every message gets its answer in the
 //! order it arrived, errors included.
 
@@ -10,25 +11,22 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use image::RgbImage;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::frame;
 use crate::liveness::check::{LivenessCheck, SessionKind, Verdict};
-use crate::liveness::pose::head_pose;
-use crate::liveness::quality::{self, QualityRules};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 use crate::server::AppState;
 use crate::server::answers::{self, FaceReport, Timings};
 use crate::server::metrics::{Metrics, Outcome};
 use crate::server::protocol::{ClientMessage, FrameRefusal, close, parse_binary, parse_text};
-use crate::server::worker::{FrameJob, FrameOutcome, Refused};
+use crate::server::worker::{FaceMeasures, Frame, FrameJob, FrameOutcome, Refused};
 
 /// Answers owed to the client, oldest first: a frame still to run, or an answer ready to go.
 enum Slot {
     Frame {
-        frame: RgbImage,
+        frame: Frame,
         id: Option<Value>,
         received: Instant,
     },
@@ -216,21 +214,33 @@ async fn on_message(
     session.recent_frames.push_back(now);
     session.frames_accepted += 1;
     let max_side = config.max_frame_side;
-    // A decoder that panics on a hostile file costs that frame, not the session.
-    let decoded = tokio::task::spawn_blocking(move || frame::decode(&image, max_side))
-        .await
-        .unwrap_or_else(|_| {
-            Err(frame::FrameError::Damaged(
-                "the decoder failed on this frame".into(),
-            ))
-        });
-    session.owed.push_back(match decoded {
-        Ok(frame) => Slot::Frame {
-            frame,
-            id,
-            received: now,
-        },
-        Err(error) => Slot::Ready(with_id(FrameRefusal::Undecodable(error).to_json(), id)),
+    let frame = if state.worker.takes_encoded_frames {
+        Frame::Encoded {
+            bytes: image,
+            max_side,
+        }
+    } else {
+        let decoded =
+            tokio::task::spawn_blocking(move || frame::decode_untrusted(&image, max_side))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(frame::FrameError::Damaged(
+                        "the server stopped while decoding this frame".into(),
+                    ))
+                });
+        match decoded {
+            Ok(frame) => Frame::Decoded(frame),
+            Err(error) => {
+                let refusal = FrameRefusal::Undecodable(error).to_json();
+                session.owed.push_back(Slot::Ready(with_id(refusal, id)));
+                return Ok(());
+            }
+        }
+    };
+    session.owed.push_back(Slot::Frame {
+        frame,
+        id,
+        received: now,
     });
     Ok(())
 }
@@ -305,24 +315,21 @@ fn on_outcome(
     };
     let time = received.duration_since(session.started);
     let frames = session.frames_processed;
-    let Some(face) = outcome.faces.first() else {
+    // The worker measures the first face whenever there is one.
+    let (Some(face), Some(measures)) = (outcome.faces.first(), &outcome.first_face) else {
         let progress = session.liveness.observe_no_face(time);
         return with_id(answers::no_face(frames, &progress, &timings), id);
     };
-    let face_box = face.bounding_box();
-    let pose = head_pose(&face.points).unwrap_or_default();
-    let quality = quality::assess(
-        &outcome.frame,
+    let &FaceMeasures {
         face_box,
-        outcome.faces.len(),
         pose,
-        &QualityRules::default(),
-    );
+        ref quality,
+    } = measures;
     let report = FaceReport {
         face,
         face_box,
         faces: outcome.faces.len(),
-        quality: &quality,
+        quality,
     };
     let answer = if quality.rejection.is_some() {
         let progress = session.liveness.observe_no_face(time);

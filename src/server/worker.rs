@@ -4,7 +4,10 @@
 //! On a GPU there is one. On the CPU backend the "device" is the cores, and one frame's layers
 //! run on one core (`models::fused`; spreading a frame over cores gained little): there, one
 //! worker runs per core, each with a one-thread pool of its own, and the sessions' frames go to
-//! whichever has room.
+//! whichever has room. A CPU worker takes each frame still encoded and runs its batch a frame
+//! at a time, decoding, tracking and measuring it in one go: the decoded pixels are still in
+//! the core's cache for the crop and the quality measure, where a frame decoded on arrival had
+//! left it by its turn (BENCHMARKS.md: 3.7 to 3.2 ms of the server's CPU per frame).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -15,6 +18,9 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 use tokio::sync::oneshot;
 
+use crate::frame::{self, FrameError};
+use crate::liveness::pose::{HeadPose, head_pose};
+use crate::liveness::quality::{self, Quality, QualityRules};
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
 use crate::pipeline::tracker::{FaceTracker, process_batch};
@@ -24,9 +30,9 @@ use crate::scheduler::queue::{
 use crate::server::metrics::Metrics;
 use crate::server::protocol::FrameRefusal;
 
-/// A decoded frame on its way to the device, with its session's tracker.
+/// A frame on its way to the device, with its session's tracker.
 pub struct FrameJob {
-    pub frame: RgbImage,
+    pub frame: Frame,
     pub tracker: FaceTracker,
     pub session: SessionId,
     pub deadline: Instant,
@@ -39,14 +45,39 @@ pub struct Refused {
     pub why: FrameRefusal,
 }
 
+/// A frame as the session hands it over: decoded by the session where the worker feeds a GPU
+/// (its one thread must not spend itself decoding), encoded for a CPU worker.
+pub enum Frame {
+    Encoded { bytes: Vec<u8>, max_side: u32 },
+    Decoded(RgbImage),
+}
+
+impl Frame {
+    fn decode(self) -> Result<RgbImage, FrameError> {
+        match self {
+            Frame::Decoded(frame) => Ok(frame),
+            Frame::Encoded { bytes, max_side } => frame::decode_untrusted(&bytes, max_side),
+        }
+    }
+}
+
 pub struct FrameOutcome {
     pub faces: Vec<FaceLandmarks>,
-    /// The frame, handed back for the session's quality checks.
-    pub frame: RgbImage,
+    /// The first face's measures, taken while the frame is at hand.
+    pub first_face: Option<FaceMeasures>,
     pub tracker: FaceTracker,
+    /// From entering the queue to the start of the run that computed it.
     pub queue_wait: Duration,
+    /// That run: the whole batch on a GPU, this frame on the CPU.
     pub inference: Duration,
     pub batch_size: usize,
+}
+
+/// The first face's box, head pose, and the frame's quality around it.
+pub struct FaceMeasures {
+    pub face_box: [f32; 4],
+    pub pose: HeadPose,
+    pub quality: Quality,
 }
 
 /// The sessions' side of the workers: submits frames, refusing at once when every queue is
@@ -54,6 +85,8 @@ pub struct FrameOutcome {
 #[derive(Clone)]
 pub struct WorkerHandle {
     workers: Arc<[SyncSender<FrameJob>]>,
+    /// Whether the workers take frames encoded (`Frame`).
+    pub takes_encoded_frames: bool,
     /// Where the next frame tries first, so that the workers share the load in turn.
     next: Arc<AtomicUsize>,
 }
@@ -84,6 +117,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
 ) -> WorkerHandle {
     let workers = workers.max(1);
+    let on_cpu = !models.device.is_gpu();
     metrics
         .workers_warming
         .store(workers as u64, Ordering::Relaxed);
@@ -116,6 +150,7 @@ pub fn spawn(
         .collect();
     WorkerHandle {
         workers: senders.into(),
+        takes_encoded_frames: on_cpu,
         next: Arc::default(),
     }
 }
@@ -190,60 +225,103 @@ fn run(
     }
 }
 
+/// Runs a batch: in one go on a GPU, a frame at a time on the CPU (where a batch saves
+/// nothing and each frame is best decoded, tracked and measured while it is in cache).
 fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metrics) {
     let started = Instant::now();
     let size = batch.len();
-    let mut jobs: Vec<(FrameJob, Duration)> = batch
-        .into_iter()
-        .map(|waiting| {
-            (
-                waiting.item,
-                started.saturating_duration_since(waiting.enqueued),
-            )
-        })
-        .collect();
-    let mut streams: Vec<(&mut FaceTracker, &RgbImage)> = jobs
-        .iter_mut()
-        .map(|(job, _)| (&mut job.tracker, &job.frame))
-        .collect();
-    // A panic inside the models must cost this batch, not the device thread every session
-    // depends on: catch it, answer these frames, and carry on with the next batch.
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| process_batch(mesh, &mut streams)));
-    drop(streams);
-    let inference = started.elapsed();
-    metrics.batch_seconds.observe(inference.as_secs_f64());
+    if mesh.runs_items_together() {
+        let jobs = batch.into_iter().map(|w| (w.item, started - w.enqueued));
+        run_frames(mesh, jobs.collect(), size, metrics);
+    } else {
+        for waiting in batch {
+            let queue_wait = Instant::now().saturating_duration_since(waiting.enqueued);
+            run_frames(mesh, vec![(waiting.item, queue_wait)], size, metrics);
+        }
+    }
+    metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(size as f64);
     metrics
         .largest_batch
         .fetch_max(size as u64, Ordering::Relaxed);
-    for (_, queue_wait) in &jobs {
+}
+
+/// Decodes `jobs`' frames, tracks them through the models together, and answers each.
+fn run_frames(
+    mesh: &FaceMesh<'_>,
+    jobs: Vec<(FrameJob, Duration)>,
+    batch_size: usize,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    let mut decoded = Vec::with_capacity(jobs.len());
+    for (job, queue_wait) in jobs {
         metrics.queue_wait_seconds.observe(queue_wait.as_secs_f64());
+        let FrameJob {
+            frame,
+            tracker,
+            reply,
+            ..
+        } = job;
+        // Its session may have gone while the frames before it ran.
+        if reply.is_closed() {
+            metrics.frames_abandoned.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        match frame.decode() {
+            Ok(frame) => decoded.push((frame, tracker, reply, queue_wait)),
+            Err(error) => {
+                let why = FrameRefusal::Undecodable(error);
+                let _ = reply.send(Err(Refused { tracker, why }));
+            }
+        }
     }
+    let mut streams: Vec<(&mut FaceTracker, &RgbImage)> = decoded
+        .iter_mut()
+        .map(|(frame, tracker, _, _)| (tracker, &*frame))
+        .collect();
+    // A panic inside the models must cost these frames, not the device thread every session
+    // depends on: catch it, answer them, and carry on with the next.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| process_batch(mesh, &mut streams)));
+    drop(streams);
+    let inference = started.elapsed();
     match result {
         Ok(Ok(faces)) => {
-            for ((job, queue_wait), faces) in jobs.into_iter().zip(faces) {
-                let _ = job.reply.send(Ok(FrameOutcome {
+            for ((frame, tracker, reply, queue_wait), faces) in decoded.into_iter().zip(faces) {
+                let first_face = faces.first().map(|face| measure(&frame, face, faces.len()));
+                let _ = reply.send(Ok(FrameOutcome {
                     faces,
-                    frame: job.frame,
-                    tracker: job.tracker,
+                    first_face,
+                    tracker,
                     queue_wait,
                     inference,
-                    batch_size: size,
+                    batch_size,
                 }));
             }
         }
         failed => {
+            let size = decoded.len();
             match failed {
                 Ok(Err(error)) => tracing::error!(%error, size, "a batch failed"),
                 _ => tracing::error!(size, "a batch panicked; its frames are answered 500"),
             }
-            for (job, _) in jobs {
+            for (_, tracker, reply, _) in decoded {
                 let why = FrameRefusal::Internal;
-                let _ = job.reply.send(Err(Refused {
-                    tracker: job.tracker,
-                    why,
-                }));
+                let _ = reply.send(Err(Refused { tracker, why }));
             }
         }
+    }
+}
+
+fn measure(frame: &RgbImage, face: &FaceLandmarks, faces: usize) -> FaceMeasures {
+    let face_box = face.bounding_box();
+    let pose = head_pose(&face.points).unwrap_or_default();
+    let quality = quality::assess(frame, face_box, faces, pose, &QualityRules::default());
+    FaceMeasures {
+        face_box,
+        pose,
+        quality,
     }
 }
