@@ -32,6 +32,47 @@ pub fn decode_untrusted(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameEr
     })
 }
 
+/// `decode_untrusted`, writing a colour JPEG into `pixels`' allocation: a stream's frames are
+/// alike, so a worker that hands each frame's pixels back decodes the next into memory that
+/// is already mapped and in its cache, where a fresh buffer of 900 KB was zeroed and faulted
+/// in for every frame. This is the decoder `image` runs, with the same options; anything
+/// else (PNG, grey or CMYK JPEG, a damaged file) goes through `decode_untrusted`, which also
+/// gives the errors.
+pub fn decode_reusing(
+    bytes: &[u8],
+    max_side: u32,
+    mut pixels: Vec<u8>,
+) -> Result<RgbImage, FrameError> {
+    use zune_jpeg::zune_core::{
+        bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
+    };
+    let complete_jpeg = bytes.starts_with(&[0xFF, 0xD8]) && bytes.ends_with(&[0xFF, 0xD9]);
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_strict_mode(false);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let colour = complete_jpeg
+        && decoder.decode_headers().is_ok()
+        && matches!(
+            decoder.input_colorspace(),
+            Some(ColorSpace::YCbCr | ColorSpace::RGB)
+        );
+    let Some((width, height)) = decoder.dimensions().filter(|_| colour) else {
+        return decode_untrusted(bytes, max_side);
+    };
+    if width.max(height) > max_side as usize {
+        return Err(FrameError::TooLarge { max_side });
+    }
+    pixels.resize(width * height * 3, 0);
+    let decoded =
+        std::panic::catch_unwind(move || decoder.decode_into(&mut pixels).ok().map(|()| pixels));
+    match decoded {
+        Ok(Some(pixels)) => Ok(RgbImage::from_raw(width as u32, height as u32, pixels)
+            .expect("a buffer of width x height x 3")),
+        _ => decode_untrusted(bytes, max_side),
+    }
+}
+
 /// Decodes a JPEG or PNG into RGB: grayscale is expanded, alpha is dropped (MediaPipe's
 /// converter does the same), and frames beyond `max_side` are refused from their header.
 pub fn decode(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameError> {
@@ -136,6 +177,34 @@ mod tests {
             Err(FrameError::TooLarge {
                 max_side: DEFAULT_MAX_SIDE
             })
+        );
+    }
+
+    /// The reusing decoder gives `decode`'s pixels and errors, whatever buffer it is handed.
+    #[test]
+    fn decoding_into_a_reused_buffer_changes_nothing() {
+        let photo = crate::bench::carphone_frames().unwrap().swap_remove(40);
+        let jpeg = encode(photo.into(), ImageFormat::Jpeg);
+        let grey_jpeg = encode(
+            GrayImage::from_pixel(6, 5, image::Luma([70])).into(),
+            ImageFormat::Jpeg,
+        );
+        let png = encode(
+            RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3])).into(),
+            ImageFormat::Png,
+        );
+        let truncated = &jpeg[..jpeg.len() / 2];
+        for bytes in [&jpeg[..], &grey_jpeg, &png, truncated, b"not an image"] {
+            for spare in [Vec::new(), vec![255; 10], vec![255; 176 * 144 * 3 + 9]] {
+                assert_eq!(
+                    decode_reusing(bytes, DEFAULT_MAX_SIDE, spare),
+                    decode(bytes, DEFAULT_MAX_SIDE)
+                );
+            }
+        }
+        assert_eq!(
+            decode_reusing(&jpeg, 100, Vec::new()),
+            Err(FrameError::TooLarge { max_side: 100 })
         );
     }
 

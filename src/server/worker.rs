@@ -53,10 +53,13 @@ pub enum Frame {
 }
 
 impl Frame {
-    fn decode(self) -> Result<RgbImage, FrameError> {
+    /// The pixels, decoded into `spare`'s allocation where there is decoding to do.
+    fn decode(self, spare: &mut Vec<u8>) -> Result<RgbImage, FrameError> {
         match self {
             Frame::Decoded(frame) => Ok(frame),
-            Frame::Encoded { bytes, max_side } => frame::decode_untrusted(&bytes, max_side),
+            Frame::Encoded { bytes, max_side } => {
+                frame::decode_reusing(&bytes, max_side, std::mem::take(spare))
+            }
         }
     }
 }
@@ -172,6 +175,8 @@ fn run(
     // This worker's share of the queue-depth gauge, which every worker adds to.
     let mut depth_reported = 0u64;
     let mut dropped = Vec::new();
+    // The last decoded frame's buffer, which the next decode reuses.
+    let mut spare_pixels = Vec::new();
     let accept = |queue: &mut BatchQueue<FrameJob>, job: FrameJob| {
         let (session, deadline) = (job.session, job.deadline);
         if let Err(QueueFull(job)) = queue.push(job, session, Instant::now(), deadline) {
@@ -220,23 +225,29 @@ fn run(
                     Err(RecvTimeoutError::Disconnected) => {}
                 }
             }
-            Next::Run(batch) => run_batch(&mesh, batch, metrics),
+            Next::Run(batch) => run_batch(&mesh, batch, metrics, &mut spare_pixels),
         }
     }
 }
 
 /// Runs a batch: in one go on a GPU, a frame at a time on the CPU (where a batch saves
 /// nothing and each frame is best decoded, tracked and measured while it is in cache).
-fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metrics) {
+fn run_batch(
+    mesh: &FaceMesh<'_>,
+    batch: Vec<Waiting<FrameJob>>,
+    metrics: &Metrics,
+    spare_pixels: &mut Vec<u8>,
+) {
     let started = Instant::now();
     let size = batch.len();
     if mesh.runs_items_together() {
         let jobs = batch.into_iter().map(|w| (w.item, started - w.enqueued));
-        run_frames(mesh, jobs.collect(), size, metrics);
+        run_frames(mesh, jobs.collect(), size, metrics, spare_pixels);
     } else {
         for waiting in batch {
             let queue_wait = Instant::now().saturating_duration_since(waiting.enqueued);
-            run_frames(mesh, vec![(waiting.item, queue_wait)], size, metrics);
+            let job = vec![(waiting.item, queue_wait)];
+            run_frames(mesh, job, size, metrics, spare_pixels);
         }
     }
     metrics
@@ -248,12 +259,14 @@ fn run_batch(mesh: &FaceMesh<'_>, batch: Vec<Waiting<FrameJob>>, metrics: &Metri
         .fetch_max(size as u64, Ordering::Relaxed);
 }
 
-/// Decodes `jobs`' frames, tracks them through the models together, and answers each.
+/// Decodes `jobs`' frames, tracks them through the models together, and answers each; the
+/// last frame's buffer is left in `spare_pixels`.
 fn run_frames(
     mesh: &FaceMesh<'_>,
     jobs: Vec<(FrameJob, Duration)>,
     batch_size: usize,
     metrics: &Metrics,
+    spare_pixels: &mut Vec<u8>,
 ) {
     let started = Instant::now();
     let mut decoded = Vec::with_capacity(jobs.len());
@@ -270,7 +283,7 @@ fn run_frames(
             metrics.frames_abandoned.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        match frame.decode() {
+        match frame.decode(spare_pixels) {
             Ok(frame) => decoded.push((frame, tracker, reply, queue_wait)),
             Err(error) => {
                 let why = FrameRefusal::Undecodable(error);
@@ -291,6 +304,7 @@ fn run_frames(
         Ok(Ok(faces)) => {
             for ((frame, tracker, reply, queue_wait), faces) in decoded.into_iter().zip(faces) {
                 let first_face = faces.first().map(|face| measure(&frame, face, faces.len()));
+                *spare_pixels = frame.into_raw();
                 let _ = reply.send(Ok(FrameOutcome {
                     faces,
                     first_face,
