@@ -22,6 +22,7 @@ use crate::frame::{self, FrameError};
 use crate::liveness::pose::{HeadPose, head_pose};
 use crate::liveness::quality::{self, Quality, QualityRules};
 use crate::models::FaceModels;
+use crate::models::input::InputError;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
 use crate::pipeline::tracker::{FaceTracker, process_batch};
 use crate::scheduler::queue::{
@@ -241,7 +242,9 @@ fn run_batch(
     let started = Instant::now();
     let size = batch.len();
     if mesh.runs_items_together() {
-        let jobs = batch.into_iter().map(|w| (w.item, started - w.enqueued));
+        let jobs = batch
+            .into_iter()
+            .map(|w| (w.item, started.saturating_duration_since(w.enqueued)));
         run_frames(mesh, jobs.collect(), size, metrics, spare_pixels);
     } else {
         for waiting in batch {
@@ -295,15 +298,23 @@ fn run_frames(
         .iter_mut()
         .map(|(frame, tracker, _, _)| (tracker, &*frame))
         .collect();
-    // A panic inside the models must cost these frames, not the device thread every session
-    // depends on: catch it, answer them, and carry on with the next.
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| process_batch(mesh, &mut streams)));
+    // A panic inside the models or the measures must cost these frames, not the device
+    // thread every session depends on: catch it, answer them, and carry on with the next.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let faces = process_batch(mesh, &mut streams)?;
+        let first_faces: Vec<Option<FaceMeasures>> = faces
+            .iter()
+            .zip(&streams)
+            .map(|(faces, (_, frame))| faces.first().map(|face| measure(frame, face, faces.len())))
+            .collect();
+        Ok::<_, InputError>(faces.into_iter().zip(first_faces))
+    }));
     drop(streams);
     let inference = started.elapsed();
     match result {
         Ok(Ok(faces)) => {
-            for ((frame, tracker, reply, queue_wait), faces) in decoded.into_iter().zip(faces) {
-                let first_face = faces.first().map(|face| measure(&frame, face, faces.len()));
+            let frames = decoded.into_iter().zip(faces);
+            for ((frame, tracker, reply, queue_wait), (faces, first_face)) in frames {
                 *spare_pixels = frame.into_raw();
                 let _ = reply.send(Ok(FrameOutcome {
                     faces,
