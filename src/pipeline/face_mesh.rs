@@ -115,15 +115,15 @@ impl<'m> FaceMesh<'m> {
         self.in_parts(regions, |regions| self.landmarks_together(regions))
     }
 
-    /// Runs `run` over `items` in parts: all at once on the GPU, where one dispatch serves the
-    /// batch; one by one on the CPU, where a batch saves nothing and one item's activations
-    /// stay in cache through the whole network (BENCHMARKS.md: a batch of 8 costs more per
-    /// frame than 8 single frames).
     /// Whether the models run a batch's items in one pass (on a GPU) or one by one.
     pub fn runs_items_together(&self) -> bool {
         self.models.device.is_gpu()
     }
 
+    /// Runs `run` over `items` in parts: all at once on the GPU, where one dispatch serves the
+    /// batch; one by one on the CPU, where a batch saves nothing and one item's activations
+    /// stay in cache through the whole network (BENCHMARKS.md: a batch of 8 costs more per
+    /// frame than 8 single frames).
     fn in_parts<T, R>(
         &self,
         items: &[T],
