@@ -155,17 +155,17 @@ impl Sampler<'_> {
         use std::arch::x86_64::*;
         // The weights below sum to 32 x 32.
         const SHIFT: i32 = 2 * SUBPIXEL_BITS;
+        // Low half: the top row's (r0, r1), (g0, g1), (b0, b1) as words from bytes 0-5; high
+        // half: the bottom row's from bytes 8-13; -1 gives a zero byte.
+        #[rustfmt::skip]
         let pairs = _mm256_setr_epi8(
-            0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1,
-            -1, // top row: r, g, b pairs
-            8, -1, 11, -1, 9, -1, 12, -1, 10, -1, 13, -1, -1, -1, -1, -1, // bottom row
+            0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,
+            8, -1, 11, -1, 9, -1, 12, -1, 10, -1, 13, -1, -1, -1, -1, -1,
         );
         let rounding = _mm_set1_epi32(1 << (SHIFT - 1));
-        let row_bytes = (self.width * 3) as usize;
         let step = i64::from(SUBPIXEL_STEPS - 1);
         for (pixel, &(x, y)) in row.chunks_exact_mut(3).zip(positions) {
-            let top = (((y >> SUBPIXEL_BITS) * self.width + (x >> SUBPIXEL_BITS)) * 3) as usize;
-            let bottom = top + row_bytes;
+            let (top, bottom) = self.window_rows((x, y));
             // The window's six bytes are read as eight; the last pixel of the frame has no
             // two bytes after it.
             let (Some(top_bytes), Some(bottom_bytes)) = (
@@ -195,12 +195,19 @@ impl Sampler<'_> {
         }
     }
 
+    /// Where the two rows of the window at a position (in 1/32 pixels) start in the frame's
+    /// bytes.
+    #[inline(always)]
+    fn window_rows(&self, (x, y): (i64, i64)) -> (usize, usize) {
+        let top = (((y >> SUBPIXEL_BITS) * self.width + (x >> SUBPIXEL_BITS)) * 3) as usize;
+        (top, top + (self.width * 3) as usize)
+    }
+
     /// One output pixel whose window is inside the frame: its two rows read directly.
     #[inline(always)]
     fn inside(&self, pixel: &mut [u8], (x, y): (i64, i64)) {
         let weights = window_weights(x, y);
-        let top = (((y >> SUBPIXEL_BITS) * self.width + (x >> SUBPIXEL_BITS)) * 3) as usize;
-        let bottom = top + (self.width * 3) as usize;
+        let (top, bottom) = self.window_rows((x, y));
         let (top, bottom) = (&self.pixels[top..][..6], &self.pixels[bottom..][..6]);
         for channel in 0..3 {
             pixel[channel] = blend(
