@@ -22,7 +22,7 @@ use face_service::models::input::images_to_tensor;
 use face_service::pipeline::crop::{Border, PixelRect, crop};
 use face_service::pipeline::face_mesh::FaceLandmarks;
 use face_service::scheduler::queue::{BatchQueue, Next, QueueLimits};
-use face_service::server::answers::{self, FaceReport, Timings};
+use face_service::server::answers::{self, FaceReport, FrameContext, Timings};
 use image::RgbImage;
 
 const WEBCAM: (u32, u32) = (640, 480);
@@ -174,7 +174,14 @@ fn answer_json(c: &mut Criterion) {
         quality: &quality,
     };
     c.bench_function("answer/frame_processed_json_468_points", |b| {
-        b.iter(|| answers::face_processed(7, &report, &indicators, &progress, &timings).to_string())
+        b.iter(|| {
+            let frame = FrameContext {
+                frames_processed: 7,
+                timings: &timings,
+                id: None,
+            };
+            answers::face_processed(frame, &report, &indicators, &progress).json
+        })
     });
     c.bench_function("liveness/quality_of_a_512px_frame", |b| {
         b.iter(|| {

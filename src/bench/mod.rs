@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use image::RgbImage;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -123,6 +123,16 @@ struct LiveCounts {
 }
 
 /// One session's findings.
+/// The fields of an answer that the tally reads; serde skips the rest (the landmarks are most
+/// of an answer) without building them.
+#[derive(Deserialize)]
+struct AnswerSummary {
+    #[serde(rename = "type")]
+    kind: String,
+    success: Option<bool>,
+    code: Option<u16>,
+}
+
 #[derive(Default)]
 struct SessionTally {
     sent: u64,
@@ -319,8 +329,8 @@ async fn session(
             }
             _ => continue,
         };
-        let answer: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let kind = answer["type"].as_str().unwrap_or_default();
+        let answer: AnswerSummary = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let kind = answer.kind.as_str();
         if !matches!(kind, "frame_processed" | "frame_rejected" | "error") {
             continue;
         }
@@ -337,16 +347,13 @@ async fn session(
         tally.answered += 1;
         live.answered.fetch_add(1, Ordering::Relaxed);
         tally.latencies_ms.push(sent.elapsed().as_secs_f64() * 1e3);
-        match (kind, answer["success"].as_bool()) {
+        match (kind, answer.success) {
             ("frame_processed", Some(true)) => tally.faces += 1,
             ("frame_processed", _) => tally.no_face += 1,
             ("frame_rejected", _) => tally.quality_rejected += 1,
             _ => {
                 live.errors.fetch_add(1, Ordering::Relaxed);
-                *tally
-                    .errors
-                    .entry(answer["code"].as_u64().unwrap_or(0) as u16)
-                    .or_default() += 1
+                *tally.errors.entry(answer.code.unwrap_or(0)).or_default() += 1
             }
         }
         if sender_done && pending.is_empty() {

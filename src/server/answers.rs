@@ -2,12 +2,15 @@
 //! and our extensions (pose, indicators, quality, challenge, timings) beside them. Only shapes
 //! live here; what goes in them is decided by the session and the liveness check.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 use crate::liveness::check::{Challenge, Indicators, LivenessCheck, Progress, SessionKind};
-use crate::liveness::quality::Quality;
+use crate::liveness::pose::HeadPose;
+use crate::liveness::quality::{Quality, Rejection};
 use crate::pipeline::face_mesh::FaceLandmarks;
+use crate::server::metrics::Outcome;
+use crate::server::protocol::FrameRefusal;
 
 /// The first message of every session.
 pub fn connection_established(token: &str, check: &LivenessCheck, timeout_secs: u64) -> Value {
@@ -46,68 +49,193 @@ pub struct FaceReport<'a> {
     pub quality: &'a Quality,
 }
 
+/// An answer ready to go out: its JSON text, and what it tells the metrics about its frame.
+pub struct Answer {
+    pub json: String,
+    /// `None` for the messages that answer no frame (the greeting, `pong`, the verdict).
+    pub outcome: Option<Outcome>,
+}
+
+impl Answer {
+    /// A message that answers no frame.
+    pub fn message(message: Value) -> Self {
+        Self {
+            json: message.to_string(),
+            outcome: None,
+        }
+    }
+
+    /// A frame's `{"type":"error"}`, with the client's `id` when it sent one.
+    pub fn refusal(refusal: &FrameRefusal, id: Option<Value>) -> Self {
+        Self {
+            json: with_id(refusal.to_json(), id).to_string(),
+            outcome: Some(Outcome::Refused(refusal.code())),
+        }
+    }
+
+    fn frame(answer: &impl Serialize, outcome: Outcome) -> Self {
+        Self {
+            json: serde_json::to_string(answer).expect("answers serialise"),
+            outcome: Some(outcome),
+        }
+    }
+}
+
 /// `frame_processed` for a usable face: the session's progress (the seed's liveness fields)
-/// merged with this frame's measures.
+/// with this frame's measures.
 pub fn face_processed(
-    frames_processed: u64,
+    frame: FrameContext<'_>,
     report: &FaceReport<'_>,
     indicators: &Indicators,
     progress: &Progress,
-    timings: &Timings,
-) -> Value {
-    let mut answer = json!({
-        "type": "frame_processed",
-        "success": true,
-        "frames_processed": frames_processed,
-    });
-    merge(&mut answer, json!(progress));
-    merge(&mut answer, face_fields(report, timings));
-    merge(
-        &mut answer,
-        json!({
-            "motion_score": indicators.motion,
-            "head_pose": indicators.head_pose,
-            "eye_aspect_ratio": indicators.eye_aspect_ratio,
-            "mouth_aspect_ratio": indicators.mouth_aspect_ratio,
-            "indicators": indicators,
+) -> Answer {
+    let answer = FaceAnswer {
+        kind: "frame_processed",
+        success: true,
+        frames_processed: frame.frames_processed,
+        rejection: None,
+        progress,
+        face: FaceFields::new(report, frame.timings),
+        measures: Some(Measures {
+            motion_score: indicators.motion,
+            head_pose: indicators.head_pose,
+            eye_aspect_ratio: indicators.eye_aspect_ratio,
+            mouth_aspect_ratio: indicators.mouth_aspect_ratio,
+            indicators,
         }),
-    );
-    answer
+        id: frame.id,
+    };
+    Answer::frame(&answer, Outcome::Face)
 }
 
 /// `frame_rejected`: a face was found, but the frame is unusable for the reason given. It
-/// carries the face, so a client can still draw it, and the progress so far.
+/// carries the face, so a client can still draw it, and the progress so far, whose message is
+/// the advice.
 pub fn frame_rejected(
-    frames_processed: u64,
+    frame: FrameContext<'_>,
     report: &FaceReport<'_>,
     progress: &Progress,
-    timings: &Timings,
-) -> Value {
-    let rejection = report.quality.rejection;
-    let mut answer = json!({
-        "type": "frame_rejected",
-        "success": false,
-        "frames_processed": frames_processed,
-        "reason": rejection,
-        "error": rejection.map(|r| r.advice()),
-    });
-    merge(&mut answer, json!(progress));
-    merge(&mut answer, face_fields(report, timings));
-    answer["message"] = answer["error"].clone();
-    answer
+) -> Answer {
+    let reason = report.quality.rejection;
+    let error = reason.map(|r| r.advice());
+    let progress = Progress {
+        message: error.unwrap_or(progress.message),
+        ..progress.clone()
+    };
+    let answer = FaceAnswer {
+        kind: "frame_rejected",
+        success: false,
+        frames_processed: frame.frames_processed,
+        rejection: Some(RejectionFields { reason, error }),
+        progress: &progress,
+        face: FaceFields::new(report, frame.timings),
+        measures: None,
+        id: frame.id,
+    };
+    Answer::frame(&answer, Outcome::QualityRejected)
+}
+
+/// What every answer to a frame carries besides its measures.
+pub struct FrameContext<'a> {
+    pub frames_processed: u64,
+    pub timings: &'a Timings,
+    /// The client's `id` for the frame, echoed back.
+    pub id: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct FaceAnswer<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    success: bool,
+    frames_processed: u64,
+    #[serde(flatten)]
+    rejection: Option<RejectionFields>,
+    #[serde(flatten)]
+    progress: &'a Progress,
+    #[serde(flatten)]
+    face: FaceFields<'a>,
+    #[serde(flatten)]
+    measures: Option<Measures<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct RejectionFields {
+    reason: Option<Rejection>,
+    error: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct FaceFields<'a> {
+    quality_score: f32,
+    quality: &'a Quality,
+    visual_data: VisualData<'a>,
+    face_presence: f32,
+    faces: usize,
+    timings: &'a Timings,
+}
+
+impl<'a> FaceFields<'a> {
+    fn new(report: &FaceReport<'a>, timings: &'a Timings) -> Self {
+        Self {
+            quality_score: report.quality.score,
+            quality: report.quality,
+            visual_data: VisualData {
+                face_bbox: report.face_box,
+                landmarks: PixelPoints(&report.face.points),
+            },
+            face_presence: report.face.presence,
+            faces: report.faces,
+            timings,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct VisualData<'a> {
+    face_bbox: [f32; 4],
+    landmarks: PixelPoints<'a>,
+}
+
+/// The seed's liveness measures under their own names, and all of them as `indicators`.
+#[derive(Serialize)]
+struct Measures<'a> {
+    motion_score: f32,
+    head_pose: HeadPose,
+    eye_aspect_ratio: f32,
+    mouth_aspect_ratio: f32,
+    indicators: &'a Indicators,
+}
+
+/// Points in image pixels, each coordinate to a hundredth of a pixel as the seed rounds them:
+/// the model's own error is about a pixel, and all of float's digits would make the landmarks
+/// three times as long to write, send and parse.
+struct PixelPoints<'a>(&'a [[f32; 3]]);
+
+impl Serialize for PixelPoints<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let to_hundredths = |value: f32| (value * 100.0).round() / 100.0;
+        serializer.collect_seq(self.0.iter().map(|point| point.map(to_hundredths)))
+    }
 }
 
 /// `frame_processed` with no face, as the seed answers it.
-pub fn no_face(frames_processed: u64, progress: &Progress, timings: &Timings) -> Value {
-    json!({
+pub fn no_face(frame: FrameContext<'_>, progress: &Progress) -> Answer {
+    let answer = json!({
         "type": "frame_processed",
         "success": false,
         "error": "No face detected",
-        "frames_processed": frames_processed,
+        "frames_processed": frame.frames_processed,
         "liveness_verified": progress.liveness_verified,
         "liveness_score": progress.liveness_score,
-        "timings": timings,
-    })
+        "timings": frame.timings,
+    });
+    Answer {
+        json: with_id(answer, frame.id).to_string(),
+        outcome: Some(Outcome::NoFace),
+    }
 }
 
 /// The session's last message when liveness is proven. Identity matching, when it exists,
@@ -152,23 +280,116 @@ pub fn authentication_timeout(
     })
 }
 
-fn face_fields(report: &FaceReport<'_>, timings: &Timings) -> Value {
-    json!({
-        "quality_score": report.quality.score,
-        "quality": report.quality,
-        "visual_data": {
-            "face_bbox": report.face_box,
-            "landmarks": report.face.points,
-        },
-        "face_presence": report.face.presence,
-        "faces": report.faces,
-        "timings": timings,
-    })
+/// `answer` with the client's `id` for its frame, when it sent one.
+fn with_id(mut answer: Value, id: Option<Value>) -> Value {
+    if let Some(id) = id {
+        answer["id"] = id;
+    }
+    answer
 }
 
-/// Adds `extra`'s fields to `answer`, both JSON objects.
-fn merge(answer: &mut Value, extra: Value) {
-    if let (Value::Object(answer), Value::Object(extra)) = (answer, extra) {
-        answer.extend(extra);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::liveness::check::LivenessRules;
+
+    fn quality(rejection: Option<Rejection>) -> Quality {
+        Quality {
+            score: 0.75,
+            size: 1.0,
+            sharpness: 0.5,
+            brightness: 1.0,
+            centring: 1.0,
+            frontal: 1.0,
+            face_fraction: 0.4,
+            laplacian_variance: 120.0,
+            mean_luma: 110.0,
+            rejection,
+        }
+    }
+
+    fn answer_for(rejection: Option<Rejection>, id: Option<Value>) -> Value {
+        let face = FaceLandmarks {
+            presence: 0.99,
+            points: vec![[279.076_14, 130.368_32, -12.070_358], [1.0, 2.004_9, 0.0]],
+        };
+        let quality = quality(rejection);
+        let report = FaceReport {
+            face: &face,
+            face_box: face.bounding_box(),
+            faces: 1,
+            quality: &quality,
+        };
+        let timings = Timings {
+            queue_wait_ms: 1.0,
+            inference_ms: 2.0,
+            total_ms: 3.5,
+            batch_size: 4,
+        };
+        let frame = FrameContext {
+            frames_processed: 7,
+            timings: &timings,
+            id,
+        };
+        let check = LivenessCheck::new(SessionKind::Enrollment, LivenessRules::default());
+        let progress = check.progress();
+        let answer = match rejection {
+            Some(_) => frame_rejected(frame, &report, &progress),
+            None => {
+                let indicators = Indicators {
+                    eye_aspect_ratio_left: 0.3,
+                    eye_aspect_ratio_right: 0.28,
+                    eye_aspect_ratio: 0.29,
+                    blink_threshold: 0.22,
+                    eyes_closed: false,
+                    mouth_aspect_ratio: 0.1,
+                    head_pose: HeadPose {
+                        yaw: 5.0,
+                        pitch: -3.0,
+                        roll: 1.0,
+                    },
+                    motion: 0.02,
+                };
+                face_processed(frame, &report, &indicators, &progress)
+            }
+        };
+        serde_json::from_str(&answer.json).expect("valid JSON")
+    }
+
+    #[test]
+    fn a_face_answer_carries_the_seed_fields_and_landmarks_to_hundredths() {
+        let answer = answer_for(None, Some(json!("frame-7")));
+        assert_eq!(answer["type"], "frame_processed");
+        assert_eq!(answer["success"], true);
+        assert_eq!(answer["frames_processed"], 7);
+        assert_eq!(answer["id"], "frame-7");
+        assert_eq!(answer["liveness_verified"], false);
+        assert_eq!(answer["blinks_required"], json!(1));
+        assert_eq!(answer["head_pose"]["yaw"], 5.0);
+        assert_eq!(answer["indicators"]["blink_threshold"], json!(0.22));
+        assert_eq!(answer["quality_score"], 0.75);
+        assert_eq!(answer["timings"]["batch_size"], 4);
+        assert!(answer["reason"].is_null() && answer["message"].is_string());
+        assert_eq!(
+            answer["visual_data"]["landmarks"],
+            json!([[279.08, 130.37, -12.07], [1.0, 2.0, 0.0]])
+        );
+        let bbox = &answer["visual_data"]["face_bbox"];
+        assert_eq!(bbox.as_array().map(Vec::len), Some(4));
+    }
+
+    #[test]
+    fn a_rejected_face_says_why_in_its_message() {
+        let answer = answer_for(Some(Rejection::TooDark), None);
+        assert_eq!(answer["type"], "frame_rejected");
+        assert_eq!(answer["success"], false);
+        assert_eq!(answer["reason"], json!(Rejection::TooDark));
+        assert_eq!(answer["error"], Rejection::TooDark.advice());
+        assert_eq!(answer["message"], answer["error"]);
+        assert!(answer.get("id").is_none() && answer.get("indicators").is_none());
+        assert_eq!(
+            answer["visual_data"]["landmarks"][1],
+            json!([1.0, 2.0, 0.0])
+        );
     }
 }

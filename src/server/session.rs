@@ -18,8 +18,8 @@ use crate::frame;
 use crate::liveness::check::{LivenessCheck, SessionKind, Verdict};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 use crate::server::AppState;
-use crate::server::answers::{self, FaceReport, Timings};
-use crate::server::metrics::{Metrics, Outcome};
+use crate::server::answers::{self, Answer, FaceReport, FrameContext, Timings};
+use crate::server::metrics::Metrics;
 use crate::server::protocol::{ClientMessage, FrameRefusal, close, parse_binary, parse_text};
 use crate::server::worker::{FaceMeasures, Frame, FrameJob, FrameOutcome, Refused};
 
@@ -30,7 +30,7 @@ enum Slot {
         id: Option<Value>,
         received: Instant,
     },
-    Ready(Value),
+    Ready(Answer),
 }
 
 struct Session {
@@ -92,7 +92,10 @@ pub async fn run(mut socket: WebSocket, token: String, kind: SessionKind, state:
     let mut close_with = None;
     // Set on shutdown: read no more messages, answer the frames already taken, then close.
     let mut draining_until: Option<tokio::time::Instant> = None;
-    if send(&mut socket, hello, &state.metrics).await.is_ok() {
+    if send(&mut socket, Answer::message(hello), &state.metrics)
+        .await
+        .is_ok()
+    {
         loop {
             let reply = async {
                 match session.in_flight.as_mut() {
@@ -170,14 +173,15 @@ async fn on_message(
     };
     let (image, id) = match parsed {
         Ok(ClientMessage::Ping) => {
-            session
-                .owed
-                .push_back(Slot::Ready(json!({ "type": "pong" })));
+            let pong = Answer::message(json!({ "type": "pong" }));
+            session.owed.push_back(Slot::Ready(pong));
             return Ok(());
         }
         Ok(ClientMessage::Frame { image, id }) => (image, id),
         Err(refusal) => {
-            session.owed.push_back(Slot::Ready(refusal.to_json()));
+            session
+                .owed
+                .push_back(Slot::Ready(Answer::refusal(&refusal, None)));
             return Ok(());
         }
     };
@@ -194,10 +198,10 @@ async fn on_message(
         session.recent_frames.pop_front();
     }
     if session.recent_frames.len() as f32 >= config.max_fps {
-        session.owed.push_back(Slot::Ready(with_id(
-            FrameRefusal::TooFast(config.max_fps).to_json(),
-            id,
-        )));
+        let refusal = FrameRefusal::TooFast(config.max_fps);
+        session
+            .owed
+            .push_back(Slot::Ready(Answer::refusal(&refusal, id)));
         return Ok(());
     }
     let waiting = session
@@ -206,9 +210,8 @@ async fn on_message(
         .filter(|s| matches!(s, Slot::Frame { .. }))
         .count();
     if waiting >= MAX_WAITING_FRAMES {
-        session
-            .owed
-            .push_back(Slot::Ready(with_id(FrameRefusal::Overloaded.to_json(), id)));
+        let refusal = Answer::refusal(&FrameRefusal::Overloaded, id);
+        session.owed.push_back(Slot::Ready(refusal));
         return Ok(());
     }
     session.recent_frames.push_back(now);
@@ -231,8 +234,8 @@ async fn on_message(
         match decoded {
             Ok(frame) => Frame::Decoded(frame),
             Err(error) => {
-                let refusal = FrameRefusal::Undecodable(error).to_json();
-                session.owed.push_back(Slot::Ready(with_id(refusal, id)));
+                let refusal = Answer::refusal(&FrameRefusal::Undecodable(error), id);
+                session.owed.push_back(Slot::Ready(refusal));
                 return Ok(());
             }
         }
@@ -275,7 +278,7 @@ async fn pump(
                     Ok(()) => session.in_flight = Some((receiver, id, received)),
                     Err(job) => {
                         session.tracker = Some(job.tracker);
-                        let refusal = with_id(FrameRefusal::Overloaded.to_json(), id);
+                        let refusal = Answer::refusal(&FrameRefusal::Overloaded, id);
                         send(socket, refusal, &state.metrics).await?;
                     }
                 }
@@ -292,17 +295,17 @@ fn on_outcome(
     outcome: Option<Result<FrameOutcome, Refused>>,
     id: Option<Value>,
     received: Instant,
-) -> Value {
+) -> Answer {
     let outcome = match outcome {
         Some(Ok(outcome)) => outcome,
         Some(Err(refused)) => {
             session.tracker = Some(refused.tracker);
-            return with_id(refused.why.to_json(), id);
+            return Answer::refusal(&refused.why, id);
         }
         None => {
             // The worker is gone (shutting down): start tracking afresh if the session goes on.
             session.tracker = Some(FaceTracker::new(TrackingMode::Video));
-            return with_id(FrameRefusal::Overloaded.to_json(), id);
+            return Answer::refusal(&FrameRefusal::Overloaded, id);
         }
     };
     session.tracker = Some(outcome.tracker);
@@ -314,11 +317,15 @@ fn on_outcome(
         batch_size: outcome.batch_size,
     };
     let time = received.duration_since(session.started);
-    let frames = session.frames_processed;
+    let frame = FrameContext {
+        frames_processed: session.frames_processed,
+        timings: &timings,
+        id,
+    };
     // The worker measures the first face whenever there is one.
     let (Some(face), Some(measures)) = (outcome.faces.first(), &outcome.first_face) else {
         let progress = session.liveness.observe_no_face(time);
-        return with_id(answers::no_face(frames, &progress, &timings), id);
+        return answers::no_face(frame, &progress);
     };
     let &FaceMeasures {
         face_box,
@@ -331,17 +338,16 @@ fn on_outcome(
         faces: outcome.faces.len(),
         quality,
     };
-    let answer = if quality.rejection.is_some() {
+    if quality.rejection.is_some() {
         let progress = session.liveness.observe_no_face(time);
-        answers::frame_rejected(frames, &report, &progress, &timings)
+        answers::frame_rejected(frame, &report, &progress)
     } else {
         let (indicators, progress) =
             session
                 .liveness
                 .observe(&face.points, face_box, pose, quality.score, time);
-        answers::face_processed(frames, &report, &indicators, &progress, &timings)
-    };
-    with_id(answer, id)
+        answers::face_processed(frame, &report, &indicators, &progress)
+    }
 }
 
 /// Once the liveness verdict is in, the session ends: the answers already made go out, then
@@ -356,17 +362,22 @@ fn conclude(session: &mut Session, state: &AppState) {
     let (message, ending, counter) = match progress.verdict {
         Verdict::InProgress => return,
         Verdict::Passed => (
-            answers::liveness_passed(&session.token, session.liveness.kind(), frames, &progress),
+            Answer::message(answers::liveness_passed(
+                &session.token,
+                session.liveness.kind(),
+                frames,
+                &progress,
+            )),
             (close::NORMAL, "liveness passed"),
             &state.metrics.liveness_passed,
         ),
         Verdict::TimedOut => (
-            answers::authentication_timeout(
+            Answer::message(answers::authentication_timeout(
                 &session.token,
                 state.config.authentication_timeout_secs,
                 frames,
                 &progress,
-            ),
+            )),
             (close::SESSION_EXPIRED, "authentication timed out"),
             &state.metrics.liveness_timed_out,
         ),
@@ -392,24 +403,14 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn with_id(mut answer: Value, id: Option<Value>) -> Value {
-    if let Some(id) = id {
-        answer["id"] = id;
-    }
-    answer
-}
-
 /// Sends one answer, counting frame outcomes as it goes.
-async fn send(socket: &mut WebSocket, answer: Value, metrics: &Metrics) -> Result<(), axum::Error> {
-    match answer["type"].as_str() {
-        Some("frame_processed") if answer["success"] == true => metrics.answered(Outcome::Face),
-        Some("frame_processed") => metrics.answered(Outcome::NoFace),
-        Some("frame_rejected") => metrics.answered(Outcome::QualityRejected),
-        Some("error") => {
-            let code = answer["code"].as_u64().unwrap_or(0) as u16;
-            metrics.answered(Outcome::Refused(code));
-        }
-        _ => {}
+async fn send(
+    socket: &mut WebSocket,
+    answer: Answer,
+    metrics: &Metrics,
+) -> Result<(), axum::Error> {
+    if let Some(outcome) = answer.outcome {
+        metrics.answered(outcome);
     }
-    socket.send(Message::Text(answer.to_string().into())).await
+    socket.send(Message::Text(answer.json.into())).await
 }
