@@ -311,7 +311,8 @@ mod tests {
     }
 
     /// The fused convolution against burn's, on the networks' kinds: the landmark stems (3x3
-    /// stride 2, PReLU), the detector's (5x5 stride 2, ReLU, here on a non-square map), a
+    /// stride 2, PReLU; also on a map whose rows end mid-tile, and VALID, both read from split
+    /// rows in place), the detector's (5x5 stride 2, ReLU, here on a non-square map), a
     /// stride-2 one on an odd width, the heads' 1x1 projections (PReLU), and the output layers
     /// (VALID, as large as the map, no activation).
     #[test]
@@ -321,6 +322,8 @@ mod tests {
         // ([out, in, kernel], stride, SAME, [height, width], PReLU, ReLU)
         let cases = [
             ([16, 3, 3], 2, true, [20, 20], true, false),
+            ([16, 3, 3], 2, true, [8, 40], false, true),
+            ([8, 3, 3], 2, false, [9, 12], false, false),
             ([24, 3, 5], 2, true, [16, 12], false, true),
             ([8, 3, 3], 2, true, [9, 11], false, false),
             ([20, 32, 1], 1, true, [6, 6], true, false),

@@ -68,6 +68,60 @@ impl FusedConv {
         }
     }
 
+    /// TensorFlow's SAME padding before the first row and column; none for VALID.
+    fn padding_before(&self, (height, width): (usize, usize)) -> (usize, usize) {
+        let (out_height, out_width) = self.output_size(height, width);
+        if self.same {
+            (
+                same_padding_before(height, out_height, self.kernel, self.stride),
+                same_padding_before(width, out_width, self.kernel, self.stride),
+            )
+        } else {
+            (0, 0)
+        }
+    }
+
+    /// Stride 2 with no padding before the first row or column (the stems: SAME on an even
+    /// size with a 3x3 kernel). Patch row `(ci, ky, kx)` of output row `r` is then a run of
+    /// input row `2r + ky` split into even and odd columns, from column `kx` on, so the
+    /// product reads it in place an output row at a time, where copying the patches into a
+    /// band first cost a third of the stem's time.
+    #[inline(always)]
+    fn run_on_split_rows<const FMA: bool>(
+        &self,
+        input: &[f32],
+        (height, width): (usize, usize),
+        output: &mut [f32],
+    ) {
+        let (out_height, out_width) = self.output_size(height, width);
+        let kernel = self.kernel;
+        // One per (ci, ky), the order of the patch rows.
+        let mut splits: Vec<SplitRow> = (0..self.channels_in * kernel)
+            .map(|_| SplitRow::new(width))
+            .collect();
+        let plane = height * width;
+        for out_row in 0..out_height {
+            for (i, split) in splits.iter_mut().enumerate() {
+                let (ci, ky) = (i / kernel, i % kernel);
+                match 2 * out_row + ky {
+                    y if y < height => split.split(&input[ci * plane + y * width..][..width]),
+                    _ => split.zero(),
+                }
+            }
+            let patch_rows: Vec<&[f32]> = splits
+                .iter()
+                .flat_map(|split| (0..kernel).map(|kx| split.every_other_from(kx)))
+                .collect();
+            self.weights.multiply_band::<FMA>(
+                |row| patch_rows[row],
+                out_width,
+                output,
+                (out_height * out_width, out_row * out_width),
+                |channel, out| self.activation.apply(channel, out),
+            );
+        }
+    }
+
     /// The patch rows of one band: row `(ci, ky, kx)` holds, for each output pixel of the
     /// band, the input value under that tap (zero in the padding).
     #[inline(always)]
@@ -80,15 +134,8 @@ impl FusedConv {
         band: &mut [f32],
         band_stride: usize,
     ) {
-        let (out_height, out_width) = self.output_size(height, width);
-        let (pad_top, pad_left) = if self.same {
-            (
-                same_padding_before(height, out_height, self.kernel, self.stride),
-                same_padding_before(width, out_width, self.kernel, self.stride),
-            )
-        } else {
-            (0, 0)
-        };
+        let (_, out_width) = self.output_size(height, width);
+        let (pad_top, pad_left) = self.padding_before((height, width));
         let taps = self.kernel * self.kernel;
         let mut split = SplitRow::new(width);
         for ci in 0..self.channels_in {
@@ -161,6 +208,9 @@ impl CpuLayer for FusedConv {
             matches!(self.stride, 1 | 2),
             "the networks' convolutions larger than one output pixel have stride 1 or 2"
         );
+        if self.stride == 2 && self.padding_before((height, width)) == (0, 0) {
+            return self.run_on_split_rows::<FMA>(input, (height, width), output);
+        }
         let (band_rows, band_stride) = band_shape(out_height, out_width);
         let mut band = vec![0.0f32; self.weights.inputs * band_stride];
         let out_plane = out_height * out_width;
@@ -177,8 +227,7 @@ impl CpuLayer for FusedConv {
             );
             let offset = first_row * out_width;
             self.weights.multiply_band::<FMA>(
-                &band,
-                band_stride,
+                |row| &band[row * band_stride..],
                 pixels,
                 output,
                 (out_plane, offset),

@@ -31,6 +31,8 @@ pub use conv::FusedConv;
 
 /// Pixels per register tile (two AVX registers of f32).
 const PIXELS: usize = 16;
+/// Output columns of a depthwise row computed together (one AVX register of f32).
+const LANES: usize = 8;
 /// Output channels per register tile. 4 x 16 (eight accumulators) measured fastest of the
 /// shapes tried on the landmark model: 2 x 32, 3 x 16, 4 x 24, 4 x 32, 6 x 16, 8 x 8, and
 /// AVX-512 builds of 4 x 16, 8 x 16 and 8 x 32.
@@ -168,17 +170,16 @@ impl GroupedWeights {
         }
     }
 
-    /// The product over a band held as `[inputs][band_stride]` (each row padded to whole
-    /// tiles), bias included, written for output channel `c` to
-    /// `output[c * channel_stride + offset..][..pixels]`; then `finish(c, that row)` for each
-    /// channel (shortcut, activation). Pixels outermost: a tile's column of the band (16 KiB
-    /// at 256 inputs) stays in L1 while every group's weights stream past it. Finishing a
-    /// channel's whole row in one long loop costs less than finishing every tile.
+    /// The product over a band whose input `i` holds, from `input_row(i)` on, the values of
+    /// the band's pixels (padded to whole tiles), bias included, written for output channel
+    /// `c` to `output[c * channel_stride + offset..][..pixels]`; then `finish(c, that row)`
+    /// for each channel (shortcut, activation). Pixels outermost: a tile's column of the band
+    /// (16 KiB at 256 inputs) stays in L1 while every group's weights stream past it.
+    /// Finishing a channel's whole row in one long loop costs less than finishing every tile.
     #[inline(always)]
-    fn multiply_band<const FMA: bool>(
+    fn multiply_band<'a, const FMA: bool>(
         &self,
-        band: &[f32],
-        band_stride: usize,
+        input_row: impl Fn(usize) -> &'a [f32],
         pixels: usize,
         output: &mut [f32],
         (channel_stride, offset): (usize, usize),
@@ -191,7 +192,7 @@ impl GroupedWeights {
                 let bias: &[f32; OUTS] = self.bias[group * OUTS..][..OUTS]
                     .try_into()
                     .expect("OUTS values");
-                let tile = tile::<FMA>(band, band_stride, first_pixel, weights, bias);
+                let tile = tile::<FMA>(&input_row, first_pixel, weights, bias);
                 for (lane, sums) in tile.iter().enumerate() {
                     let channel = group * OUTS + lane;
                     if channel >= self.channels_out {
@@ -220,9 +221,8 @@ impl GroupedWeights {
 /// `OUTS` output channels for `PIXELS` pixels of the band, bias included: the sums stay in
 /// registers while every input row is added in.
 #[inline(always)]
-fn tile<const FMA: bool>(
-    band: &[f32],
-    band_stride: usize,
+fn tile<'a, const FMA: bool>(
+    input_row: impl Fn(usize) -> &'a [f32],
     first_pixel: usize,
     weights: &[f32],
     bias: &[f32; OUTS],
@@ -233,7 +233,7 @@ fn tile<const FMA: bool>(
         *sums = [bias; PIXELS];
     }
     for (row, weights) in weights.chunks_exact(OUTS).enumerate() {
-        let pixels: &[f32; PIXELS] = band[row * band_stride + first_pixel..][..PIXELS]
+        let pixels: &[f32; PIXELS] = input_row(row)[first_pixel..][..PIXELS]
             .try_into()
             .expect("a whole tile");
         for (sums, &weight) in sums.iter_mut().zip(weights) {
@@ -302,17 +302,20 @@ fn columns_inside(
 /// output row then reads a contiguous run of one half, where reading every other value of the
 /// row took a shuffle per value.
 struct SplitRow {
-    /// Columns 0, 2, 4, ..., then a zero: the padding column right of an even-sized row.
+    /// Columns 0, 2, 4, ..., then zeros: the first is the padding column right of an
+    /// even-sized row, the rest let a last chunk of `LANES` columns, or a last tile of
+    /// `PIXELS`, read past the row's end.
     even: Vec<f32>,
-    /// Columns 1, 3, 5, ..., then a zero.
+    /// Columns 1, 3, 5, ..., then zeros.
     odd: Vec<f32>,
 }
 
 impl SplitRow {
     fn new(width: usize) -> Self {
+        let padded = width.div_ceil(2).next_multiple_of(PIXELS) + 1;
         Self {
-            even: vec![0.0; width.div_ceil(2) + 1],
-            odd: vec![0.0; width / 2 + 1],
+            even: vec![0.0; padded],
+            odd: vec![0.0; padded],
         }
     }
 
@@ -334,7 +337,7 @@ impl SplitRow {
         self.odd.fill(0.0);
     }
 
-    /// Columns `first`, `first + 2`, `first + 4`, ... of the row, to its end.
+    /// Columns `first`, `first + 2`, `first + 4`, ... of the row, then zeros.
     #[inline(always)]
     fn every_other_from(&self, first: usize) -> &[f32] {
         let half = if first % 2 == 0 {
@@ -342,7 +345,7 @@ impl SplitRow {
         } else {
             &self.odd
         };
-        &half[first / 2..half.len() - 1]
+        &half[first / 2..]
     }
 }
 
