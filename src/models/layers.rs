@@ -276,7 +276,8 @@ mod tests {
     /// The fused CPU pass computes what burn's five operations compute, on every kind of
     /// block the two networks have: stride 1 and 2, channels appended or not, PReLU and ReLU,
     /// channel counts that are not whole register tiles (the detector's 28, 42, ...), maps
-    /// that are not whole tiles or square, and a batch of two.
+    /// that are not whole tiles or square, rows too narrow for a chunk of columns inside them
+    /// (9 to 2 columns), and a batch of two.
     #[test]
     fn fused_block_matches_burns_operations() {
         let device = Device::flex();
@@ -289,6 +290,8 @@ mod tests {
             (block(128, 128, 2), [6, 6], true),
             (block(32, 32, 1), [3, 3], true),
             (block(24, 24, 1), [40, 40], true),
+            (block(16, 16, 1), [4, 9], false),
+            (block(128, 128, 1), [2, 2], true),
         ];
         for (shape, [height, width], prelu) in cases {
             let BlockShape {
