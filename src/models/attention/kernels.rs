@@ -11,6 +11,8 @@
 //! burn's `#[backend_extension]` routes each call to the backend the tensors live on, and its
 //! Fusion support queues the call with the fused operations around it.
 
+use std::borrow::Cow;
+
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -145,20 +147,23 @@ impl AttentionKernels for Flex {
     ) -> FloatTensor<Self> {
         let device = features.device();
         let [faces, channels, height, width] = features.shape().dims::<4>();
-        let (features, matrices) = (read(features), read(matrices));
+        let matrices = read(matrices);
+        let features = borrow_or_read(&features);
         let per_face = channels * height * width;
-        let patches: Vec<f32> = features
+        // Each face's patch appended whole: collected through `flat_map`, the values went
+        // one at a time, which cost more than sampling them.
+        let mut patches = Vec::with_capacity(faces * channels * patch_height * patch_width);
+        for (map, matrix) in features
             .chunks_exact(per_face)
             .zip(matrices.chunks_exact(16))
-            .flat_map(|(map, matrix)| {
-                transform_tensor_bilinear(
-                    map,
-                    [channels, height, width],
-                    &matrix.try_into().expect("16 values"),
-                    (patch_width, patch_height),
-                )
-            })
-            .collect();
+        {
+            patches.extend(transform_tensor_bilinear(
+                map,
+                [channels, height, width],
+                &matrix.try_into().expect("16 values"),
+                (patch_width, patch_height),
+            ));
+        }
         Flex::float_from_data(
             TensorData::new(patches, [faces, channels, patch_height, patch_width]),
             &device,
@@ -183,6 +188,15 @@ impl AttentionKernels for Flex {
             })
             .collect();
         Flex::float_from_data(TensorData::new(mapped, shape), &device)
+    }
+}
+
+/// A CPU tensor's values in place where they lie contiguous: the feature map is shared by
+/// the three regions, so reading it back would copy its 295 KB for each of them.
+fn borrow_or_read(tensor: &FloatTensor<Flex>) -> Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(read(tensor.clone())),
     }
 }
 
