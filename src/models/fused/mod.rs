@@ -97,19 +97,62 @@ pub fn try_forward(layer: Option<&impl CpuLayer>, x: Tensor<4>) -> Result<Tensor
 fn forward_on_cpu(layer: &impl CpuLayer, x: Tensor<4>, device: &Device) -> Tensor<4> {
     let [batch, channels, height, width] = x.dims();
     assert_eq!(channels, layer.channels_in(), "input channels");
-    let input = x.into_data();
-    let input = input.as_slice::<f32>().expect("float32 activations");
+    let input = x
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("float32 activations");
     let (out_height, out_width) = layer.output_size(height, width);
     let per_output = layer.channels_out() * out_height * out_width;
-    let mut output = vec![0.0f32; batch * per_output];
+    let mut output = spare_buffers::take(batch * per_output);
     output
         .par_chunks_mut(per_output)
         .zip(input.par_chunks(channels * height * width))
         .for_each(|(output, input)| run_item(layer, input, (height, width), output));
+    spare_buffers::give_back(input);
     Tensor::from_data(
         TensorData::new(output, [batch, layer.channels_out(), out_height, out_width]),
         device,
     )
+}
+
+/// The activation maps of layers already run on this thread, reused for the next layers'
+/// outputs: a fresh buffer costs a zero-fill of the whole map (3% of the server's CPU), and
+/// every layer writes all of its output anyway.
+mod spare_buffers {
+    use std::cell::RefCell;
+
+    /// Enough for a network's input, output and the map its heads share.
+    const KEPT: usize = 3;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` values, the largest spare one when there is one. Its values are
+    /// whatever it held; unit tests fill it with NaN, so that an output value a layer failed
+    /// to write fails the comparison with burn's operations.
+    pub fn take(len: usize) -> Vec<f32> {
+        let mut buffer = SPARE
+            .with_borrow_mut(|spare| spare.pop())
+            .unwrap_or_default();
+        buffer.resize(len, 0.0);
+        if cfg!(test) {
+            buffer.fill(f32::NAN);
+        }
+        buffer
+    }
+
+    /// Keeps `buffer` for a later `take`, in place of the smallest kept one when there are
+    /// enough; kept sorted by capacity, so that `take` pops the largest.
+    pub fn give_back(buffer: Vec<f32>) {
+        SPARE.with_borrow_mut(|spare| {
+            let at = spare.partition_point(|kept| kept.capacity() < buffer.capacity());
+            spare.insert(at, buffer);
+            if spare.len() > KEPT {
+                spare.remove(0);
+            }
+        });
+    }
 }
 
 /// One batch item, with the widest instructions this CPU has.
