@@ -123,6 +123,9 @@ mod spare_buffers {
 
     /// Enough for a network's input, output and the map its heads share.
     const KEPT: usize = 3;
+    /// Values in the largest buffer kept (4 MiB): a frame's largest map is 147,456, so a
+    /// large batch's buffers are freed rather than held by the thread for good.
+    const LARGEST_KEPT: usize = 1 << 20;
 
     thread_local! {
         static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -143,8 +146,12 @@ mod spare_buffers {
     }
 
     /// Keeps `buffer` for a later `take`, in place of the smallest kept one when there are
-    /// enough; kept sorted by capacity, so that `take` pops the largest.
+    /// enough, unless it is too large; kept sorted by capacity, so that `take` pops the
+    /// largest.
     pub fn give_back(buffer: Vec<f32>) {
+        if buffer.capacity() > LARGEST_KEPT {
+            return;
+        }
         SPARE.with_borrow_mut(|spare| {
             let at = spare.partition_point(|kept| kept.capacity() < buffer.capacity());
             spare.insert(at, buffer);
