@@ -277,7 +277,8 @@ mod tests {
     /// block the two networks have: stride 1 and 2, channels appended or not, PReLU and ReLU,
     /// channel counts that are not whole register tiles (the detector's 28, 42, ...), maps
     /// that are not whole tiles or square, rows too narrow for a chunk of columns inside them
-    /// (9 to 2 columns), and a batch of two.
+    /// (9 to 2 columns), maps of at most 8 pixels (the small-band product, with an even and
+    /// an odd number of channel groups), and a batch of two.
     #[test]
     fn fused_block_matches_burns_operations() {
         let device = Device::flex();
@@ -292,6 +293,7 @@ mod tests {
             (block(24, 24, 1), [40, 40], true),
             (block(16, 16, 1), [4, 9], false),
             (block(128, 128, 1), [2, 2], true),
+            (block(42, 42, 1), [2, 3], false),
         ];
         for (shape, [height, width], prelu) in cases {
             let BlockShape {

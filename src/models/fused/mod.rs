@@ -31,6 +31,9 @@ pub use conv::FusedConv;
 
 /// Pixels per register tile (two AVX registers of f32).
 const PIXELS: usize = 16;
+/// Bands of at most this many pixels (the attention model's 2x2 maps) take a tile of one AVX
+/// register of pixels and twice `OUTS` output channels.
+const SMALL_BAND: usize = 8;
 /// Output columns of a depthwise row computed together (one AVX register of f32).
 const LANES: usize = 8;
 /// Output channels per register tile. 4 x 16 (eight accumulators) measured fastest of the
@@ -223,9 +226,9 @@ impl GroupedWeights {
     /// The product over a band whose input `i` holds, from `input_row(i)` on, the values of
     /// the band's pixels (padded to whole tiles), bias included, written for output channel
     /// `c` to `output[c * channel_stride + offset..][..pixels]`; then `finish(c, that row)`
-    /// for each channel (shortcut, activation). Pixels outermost: a tile's column of the band
-    /// (16 KiB at 256 inputs) stays in L1 while every group's weights stream past it.
-    /// Finishing a channel's whole row in one long loop costs less than finishing every tile.
+    /// for each channel (shortcut, activation). Finishing a channel's whole row in one long
+    /// loop costs less than finishing every tile; `finish` has this one call site, where it
+    /// is inlined and compiled for the caller's instructions.
     #[inline(always)]
     fn multiply_band<'a, const FMA: bool>(
         &self,
@@ -234,6 +237,29 @@ impl GroupedWeights {
         output: &mut [f32],
         (channel_stride, offset): (usize, usize),
         mut finish: impl FnMut(usize, &mut [f32]),
+    ) {
+        if pixels <= SMALL_BAND {
+            self.small_band_product::<FMA>(input_row, pixels, output, (channel_stride, offset));
+        } else {
+            self.band_product::<FMA>(input_row, pixels, output, (channel_stride, offset));
+        }
+        for channel in 0..self.channels_out {
+            finish(
+                channel,
+                &mut output[channel * channel_stride + offset..][..pixels],
+            );
+        }
+    }
+
+    /// The product of `multiply_band`, pixels outermost: a tile's column of the band (16 KiB
+    /// at 256 inputs) stays in L1 while every group's weights stream past it.
+    #[inline(always)]
+    fn band_product<'a, const FMA: bool>(
+        &self,
+        input_row: impl Fn(usize) -> &'a [f32],
+        pixels: usize,
+        output: &mut [f32],
+        (channel_stride, offset): (usize, usize),
     ) {
         for first_pixel in (0..pixels).step_by(PIXELS) {
             let count = PIXELS.min(pixels - first_pixel);
@@ -259,13 +285,81 @@ impl GroupedWeights {
                 }
             }
         }
-        for channel in 0..self.channels_out {
-            finish(
-                channel,
-                &mut output[channel * channel_stride + offset..][..pixels],
-            );
+    }
+
+    /// The product of `multiply_band` for a band of at most `SMALL_BAND` pixels (the
+    /// attention model's 2x2 maps): a tile of that many pixels and two groups of output
+    /// channels, so that half its lanes are padding rather than three quarters. An odd last
+    /// group is computed twice and its copy dropped.
+    #[inline(always)]
+    fn small_band_product<'a, const FMA: bool>(
+        &self,
+        input_row: impl Fn(usize) -> &'a [f32],
+        pixels: usize,
+        output: &mut [f32],
+        (channel_stride, offset): (usize, usize),
+    ) {
+        let groups = self.channels_out.div_ceil(OUTS);
+        for first_group in (0..groups).step_by(2) {
+            let pair = [first_group, (first_group + 1).min(groups - 1)];
+            let [first, second] = pair.map(|group| {
+                let weights = &self.values[group * self.inputs * OUTS..][..self.inputs * OUTS];
+                let bias: &[f32; OUTS] = self.bias[group * OUTS..][..OUTS]
+                    .try_into()
+                    .expect("OUTS values");
+                (weights, bias)
+            });
+            let sums = small_tile::<FMA>(&input_row, first, second);
+            for (lane, sums) in sums.iter().enumerate() {
+                let channel = first_group * OUTS + lane;
+                if channel >= self.channels_out {
+                    break;
+                }
+                output[channel * channel_stride + offset..][..pixels]
+                    .copy_from_slice(&sums[..pixels]);
+            }
         }
     }
+}
+
+/// Two groups of `OUTS` output channels, each `(weights, bias)`, for the `SMALL_BAND`
+/// pixels of a small band, written like `tile` so that the sums stay in registers.
+#[inline(always)]
+fn small_tile<'a, const FMA: bool>(
+    input_row: impl Fn(usize) -> &'a [f32],
+    (first_weights, first_bias): (&[f32], &[f32; OUTS]),
+    (second_weights, second_bias): (&[f32], &[f32; OUTS]),
+) -> [[f32; SMALL_BAND]; 2 * OUTS] {
+    let mut first = [[0.0; SMALL_BAND]; OUTS];
+    let mut second = [[0.0; SMALL_BAND]; OUTS];
+    for (sums, &bias) in first.iter_mut().zip(first_bias) {
+        *sums = [bias; SMALL_BAND];
+    }
+    for (sums, &bias) in second.iter_mut().zip(second_bias) {
+        *sums = [bias; SMALL_BAND];
+    }
+    let rows = first_weights
+        .chunks_exact(OUTS)
+        .zip(second_weights.chunks_exact(OUTS));
+    for (row, (first_row, second_row)) in rows.enumerate() {
+        let values: &[f32; SMALL_BAND] = input_row(row)[..SMALL_BAND]
+            .try_into()
+            .expect("a whole tile");
+        for (sums, &weight) in first.iter_mut().zip(first_row) {
+            for (sum, &value) in sums.iter_mut().zip(values) {
+                *sum = multiply_add::<FMA>(weight, value, *sum);
+            }
+        }
+        for (sums, &weight) in second.iter_mut().zip(second_row) {
+            for (sum, &value) in sums.iter_mut().zip(values) {
+                *sum = multiply_add::<FMA>(weight, value, *sum);
+            }
+        }
+    }
+    let mut sums = [[0.0; SMALL_BAND]; 2 * OUTS];
+    sums[..OUTS].copy_from_slice(&first);
+    sums[OUTS..].copy_from_slice(&second);
+    sums
 }
 
 /// `OUTS` output channels for `PIXELS` pixels of the band, bias included: the sums stay in
