@@ -122,7 +122,6 @@ struct LiveCounts {
     errors: AtomicU64,
 }
 
-/// One session's findings.
 /// The fields of an answer that the tally reads; serde skips the rest (the landmarks are most
 /// of an answer) without building them.
 #[derive(Deserialize)]
@@ -133,6 +132,7 @@ struct AnswerSummary {
     code: Option<u16>,
 }
 
+/// One session's findings.
 #[derive(Default)]
 struct SessionTally {
     sent: u64,

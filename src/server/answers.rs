@@ -43,7 +43,7 @@ pub struct Timings {
 /// The face of a frame and all that was measured on it.
 pub struct FaceReport<'a> {
     pub face: &'a FaceLandmarks,
-    /// `face.bounding_box()`, as the session already computed it.
+    /// `face.bounding_box()`, as the worker already measured it.
     pub face_box: [f32; 4],
     pub faces: usize,
     pub quality: &'a Quality,
