@@ -223,6 +223,16 @@ impl GroupedWeights {
         }
     }
 
+    /// Output group `group`'s weights, `[inputs][OUTS]`, and its biases.
+    #[inline(always)]
+    fn group(&self, group: usize) -> (&[f32], &[f32; OUTS]) {
+        let weights = &self.values[group * self.inputs * OUTS..][..self.inputs * OUTS];
+        let bias = self.bias[group * OUTS..][..OUTS]
+            .try_into()
+            .expect("OUTS values");
+        (weights, bias)
+    }
+
     /// The product over a band whose input `i` holds, from `input_row(i)` on, the values of
     /// the band's pixels (padded to whole tiles), bias included, written for output channel
     /// `c` to `output[c * channel_stride + offset..][..pixels]`; then `finish(c, that row)`
@@ -264,10 +274,7 @@ impl GroupedWeights {
         for first_pixel in (0..pixels).step_by(PIXELS) {
             let count = PIXELS.min(pixels - first_pixel);
             for group in 0..self.channels_out.div_ceil(OUTS) {
-                let weights = &self.values[group * self.inputs * OUTS..][..self.inputs * OUTS];
-                let bias: &[f32; OUTS] = self.bias[group * OUTS..][..OUTS]
-                    .try_into()
-                    .expect("OUTS values");
+                let (weights, bias) = self.group(group);
                 let tile = tile::<FMA>(&input_row, first_pixel, weights, bias);
                 for (lane, sums) in tile.iter().enumerate() {
                     let channel = group * OUTS + lane;
@@ -302,13 +309,7 @@ impl GroupedWeights {
         let groups = self.channels_out.div_ceil(OUTS);
         for first_group in (0..groups).step_by(2) {
             let pair = [first_group, (first_group + 1).min(groups - 1)];
-            let [first, second] = pair.map(|group| {
-                let weights = &self.values[group * self.inputs * OUTS..][..self.inputs * OUTS];
-                let bias: &[f32; OUTS] = self.bias[group * OUTS..][..OUTS]
-                    .try_into()
-                    .expect("OUTS values");
-                (weights, bias)
-            });
+            let [first, second] = pair.map(|group| self.group(group));
             let sums = small_tile::<FMA>(&input_row, first, second);
             for (lane, sums) in sums.iter().enumerate() {
                 let channel = first_group * OUTS + lane;
