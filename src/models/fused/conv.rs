@@ -101,11 +101,22 @@ impl FusedConv {
             .collect();
         let plane = height * width;
         for out_row in 0..out_height {
-            for (i, split) in splits.iter_mut().enumerate() {
-                let (ci, ky) = (i / kernel, i % kernel);
-                match 2 * out_row + ky {
-                    y if y < height => split.split(&input[ci * plane + y * width..][..width]),
-                    _ => split.zero(),
+            // Row `ky + 2` of the output row before is row `ky` of this one: those splits are
+            // kept (the last row of a 3x3 kernel, split once rather than twice).
+            let kept = if out_row == 0 {
+                0
+            } else {
+                kernel.saturating_sub(2)
+            };
+            for (ci, splits) in splits.chunks_exact_mut(kernel).enumerate() {
+                if kept > 0 {
+                    splits.rotate_left(2);
+                }
+                for (ky, split) in splits.iter_mut().enumerate().skip(kept) {
+                    match 2 * out_row + ky {
+                        y if y < height => split.split(&input[ci * plane + y * width..][..width]),
+                        _ => split.zero(),
+                    }
                 }
             }
             let patch_rows: Vec<&[f32]> = splits
