@@ -1,6 +1,6 @@
-//! Launching face-service's own compute shaders (`shaders/`) on burn's tensors; each has a CPU
-//! twin. The attention model's patch sampling lives with the model
-//! (`models::attention::sampling`).
+//! Launching face-service's own WGSL compute shaders (`shaders/`) on burn's buffers: the
+//! helpers every launch shares. The shaders' callers live with what they compute (the crop in
+//! `pipeline::crop::gpu`, the attention model's operators in `models::attention::kernels`),
+//! each beside its CPU twin.
 
-pub mod crop;
 pub mod wgsl;

@@ -5,15 +5,14 @@
 use burn::tensor::Tensor;
 use image::RgbImage;
 
-use crate::gpu::crop::{CropJob, crop_on_device};
 use crate::models::description::{DecodingOptions, InputDescription, NonMaxSuppressionOptions};
 use crate::models::input::{InputError, images_to_tensor};
 use crate::models::{FaceModels, ModelKind, rows_per_item};
 use crate::pipeline::anchors::{self, Anchor};
+use crate::pipeline::crop::gpu::{CropJob, crop_on_device};
 use crate::pipeline::crop::{Border, PixelRect, crop};
 use crate::pipeline::detection::{Detection, decode, sigmoid, weighted_non_max_suppression};
 use crate::pipeline::projection::{detection_to_frame, landmarks_to_frame, letterbox};
-use crate::scheduler::queue::padded_batch_size;
 
 /// The thresholds of MediaPipe's `FaceMesh` solution, with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,7 +24,7 @@ pub struct FaceMeshOptions {
     /// Face-presence probability below which a tracked face counts as lost.
     pub min_tracking_confidence: f32,
     /// Pad every model batch to a power of two up to this size (see
-    /// `scheduler::queue::padded_batch_size`), so that a GPU compiles its kernels for a few
+    /// `padded_batch_size`), so that a GPU compiles its kernels for a few
     /// shapes, once; `None` runs batches as they come (the CPU gains nothing from padding).
     pub padded_batches_up_to: Option<usize>,
     /// Cut the model inputs out of the frames on the GPU (`shaders/crop.wgsl`: the frames'
@@ -253,5 +252,25 @@ impl<'m> FaceMesh<'m> {
             size *= 2;
         }
         Ok(())
+    }
+}
+
+/// The batch size to run `count` items at: the next power of two, at most `max_batch`. GPU
+/// kernels are compiled per shape, so padding batches to a handful of sizes means each is
+/// compiled once (and can be warmed up before the server reports ready).
+pub fn padded_batch_size(count: usize, max_batch: usize) -> usize {
+    count.max(1).next_power_of_two().min(max_batch.max(count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_padded_to_a_few_shapes() {
+        let sizes: Vec<usize> = (1..=9).map(|n| padded_batch_size(n, 8)).collect();
+        assert_eq!(sizes, [1, 2, 4, 4, 8, 8, 8, 8, 9]);
+        assert_eq!(padded_batch_size(0, 8), 1);
+        assert_eq!(padded_batch_size(100, 128), 128);
     }
 }

@@ -9,25 +9,7 @@
 
 use image::RgbImage;
 
-/// What the sampler reads outside the frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Border {
-    /// The nearest edge pixel (the landmark model's crop).
-    Replicate,
-    /// Black (the detector's letterbox).
-    Zero,
-}
-
-/// A rotated rectangle in frame pixels.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PixelRect {
-    pub x_center: f32,
-    pub y_center: f32,
-    pub width: f32,
-    pub height: f32,
-    /// Radians, clockwise in the image.
-    pub rotation: f32,
-}
+use crate::pipeline::crop::geometry::{Affine, Border, PixelRect};
 
 /// Sub-pixel positions are quantised to 1/32 pixel, as OpenCV's `INTER_BITS = 5`.
 const SUBPIXEL_BITS: i32 = 5;
@@ -35,42 +17,6 @@ const SUBPIXEL_STEPS: i32 = 1 << SUBPIXEL_BITS;
 /// Bilinear weights are 15-bit fixed point, as OpenCV's `INTER_REMAP_COEF_BITS`.
 const WEIGHT_BITS: i32 = 15;
 const WEIGHT_ONE: i32 = 1 << WEIGHT_BITS;
-
-/// An affine map from output pixel (u, v) to frame position (x, y):
-/// `x = a * u + b * v + c`, `y = d * u + e * v + f`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Affine {
-    pub a: f64,
-    pub b: f64,
-    pub c: f64,
-    pub d: f64,
-    pub e: f64,
-    pub f: f64,
-}
-
-impl Affine {
-    /// Maps output pixel coordinates of an `out_width` x `out_height` image onto `rect`, the
-    /// output's corners (0, 0) and (W, H) landing on the rectangle's corners.
-    pub fn rect_to_output(rect: &PixelRect, out_width: u32, out_height: u32) -> Self {
-        let (sin, cos) = (
-            f64::from(rect.rotation).sin(),
-            f64::from(rect.rotation).cos(),
-        );
-        let sx = f64::from(rect.width) / f64::from(out_width);
-        let sy = f64::from(rect.height) / f64::from(out_height);
-        let (cx, cy) = (f64::from(rect.x_center), f64::from(rect.y_center));
-        let (half_w, half_h) = (f64::from(rect.width) / 2.0, f64::from(rect.height) / 2.0);
-        // Frame position = centre + R(rotation) * (u * sx - w/2, v * sy - h/2).
-        Self {
-            a: cos * sx,
-            b: -sin * sy,
-            c: cx - cos * half_w + sin * half_h,
-            d: sin * sx,
-            e: cos * sy,
-            f: cy - sin * half_w - cos * half_h,
-        }
-    }
-}
 
 /// Bilinear-samples `rect` of `frame` into an `out_width` x `out_height` image.
 pub fn crop(
@@ -181,8 +127,8 @@ impl Sampler<'_> {
             let (fx, fy) = ((x & step) as i32, (y & step) as i32);
             let (gx, gy) = (SUBPIXEL_STEPS - fx, SUBPIXEL_STEPS - fy);
             let weights = _mm256_set_m128i(
-                _mm_set1_epi32(gx * fy | (fx * fy) << 16),
-                _mm_set1_epi32(gx * gy | (fx * gy) << 16),
+                _mm_set1_epi32((gx * fy) | ((fx * fy) << 16)),
+                _mm_set1_epi32((gx * gy) | ((fx * gy) << 16)),
             );
             let sums = _mm256_madd_epi16(taps, weights);
             let sum = _mm_add_epi32(
@@ -231,10 +177,10 @@ impl Sampler<'_> {
         let (x, y) = position;
         let weights = window_weights(x, y);
         let (x0, y0) = (x >> SUBPIXEL_BITS, y >> SUBPIXEL_BITS);
-        for channel in 0..3 {
+        for (channel, value) in pixel.iter_mut().enumerate() {
             let taps = [(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)]
                 .map(|(x, y)| self.tap(x, y, channel));
-            pixel[channel] = blend(&weights, taps);
+            *value = blend(&weights, taps);
         }
     }
 

@@ -4,7 +4,7 @@
 //! The shader is launched through burn's template kernels as a backend extension, on burn's
 //! own buffers: the crops never come back to the host, and Fusion queues the launch with the
 //! model's first layers. Only the frames' bytes travel (packed four to a word in an int
-//! tensor), with one small table of affine maps. The CPU twin is `pipeline::crop` followed by
+//! tensor), with one small table of affine maps. The CPU twin is `crop::cpu` followed by
 //! `models::input::images_to_tensor`; `tests/shaders.rs` holds the two equal.
 
 use burn::backend::fusion::custom::TensorSpec;
@@ -16,9 +16,9 @@ use burn_cubecl::cubecl::{CubeCount, CubeDim};
 use image::RgbImage;
 
 use crate::gpu::wgsl::{WgslShader, launch, new_output, word};
-use crate::pipeline::crop::{Affine, Border, PixelRect};
+use crate::pipeline::crop::geometry::{Affine, Border, PixelRect};
 
-const SHADER: &str = include_str!("../../shaders/crop.wgsl");
+const SHADER: &str = include_str!("../../../shaders/crop.wgsl");
 /// Workgroups are this many output pixels on a side.
 const WORKGROUP: u32 = 8;
 const MAP_VALUES: usize = 8;
