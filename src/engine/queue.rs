@@ -130,13 +130,6 @@ impl<T> BatchQueue<T> {
     }
 }
 
-/// The batch size to run `count` items at: the next power of two, at most `max_batch`. GPU
-/// kernels are compiled per shape, so padding batches to a handful of sizes means each is
-/// compiled once (and can be warmed up before the server reports ready).
-pub fn padded_batch_size(count: usize, max_batch: usize) -> usize {
-    count.max(1).next_power_of_two().min(max_batch.max(count))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,13 +221,5 @@ mod tests {
         q.push("b", 1, t0, t0 + MS).unwrap();
         assert_eq!(q.push("c", 1, t0, t0 + MS), Err(QueueFull("c")));
         assert_eq!(q.len(), 2);
-    }
-
-    #[test]
-    fn batches_are_padded_to_a_few_shapes() {
-        let sizes: Vec<usize> = (1..=9).map(|n| padded_batch_size(n, 8)).collect();
-        assert_eq!(sizes, [1, 2, 4, 4, 8, 8, 8, 8, 9]);
-        assert_eq!(padded_batch_size(0, 8), 1);
-        assert_eq!(padded_batch_size(100, 128), 128);
     }
 }
