@@ -8,3 +8,5 @@ pub mod events;
 pub mod indicators;
 pub mod pose;
 pub mod quality;
+#[cfg(test)]
+pub(crate) mod synthetic;

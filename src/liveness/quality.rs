@@ -258,7 +258,7 @@ mod tests {
     fn checkerboard(light: u8, dark: u8, square: u32) -> RgbImage {
         RgbImage::from_fn(400, 400, |x, y| {
             let inside = (120..280).contains(&x) && (120..280).contains(&y);
-            let on = ((x / square) + (y / square)) % 2 == 0;
+            let on = ((x / square) + (y / square)).is_multiple_of(2);
             let v = if inside && on { light } else { dark };
             image::Rgb([v, v, v])
         })

@@ -8,7 +8,8 @@ use std::sync::{Mutex, RwLock};
 
 use tokio::sync::oneshot;
 
-use crate::server::protocol::{close, token_is_well_formed};
+use crate::server::codes::Close;
+use crate::server::protocol::token_is_well_formed;
 
 #[derive(Debug)]
 pub struct Admission {
@@ -32,16 +33,16 @@ impl Admission {
             .insert(token.to_owned());
     }
 
-    /// `Ok` to start a session, or the close code that refuses it.
-    pub fn admit(&self, token: &str) -> Result<(), u16> {
+    /// `Ok` to start a session, or the close that refuses it.
+    pub fn admit(&self, token: &str) -> Result<(), Close> {
         if !token_is_well_formed(token) {
-            return Err(close::MALFORMED_TOKEN);
+            return Err(Close::MalformedToken);
         }
         let issued = self.issued.read().expect("the token set is never poisoned");
         if self.open || issued.contains(token) {
             Ok(())
         } else {
-            Err(close::UNKNOWN_SESSION)
+            Err(Close::UnknownSession)
         }
     }
 }
@@ -93,16 +94,16 @@ mod tests {
     fn open_mode_admits_any_well_formed_token() {
         let admission = Admission::new(true);
         assert_eq!(admission.admit("test_1"), Ok(()));
-        assert_eq!(admission.admit("no spaces"), Err(close::MALFORMED_TOKEN));
+        assert_eq!(admission.admit("no spaces"), Err(Close::MalformedToken));
     }
 
     #[test]
     fn closed_mode_admits_only_issued_tokens() {
         let admission = Admission::new(false);
-        assert_eq!(admission.admit("abc"), Err(close::UNKNOWN_SESSION));
+        assert_eq!(admission.admit("abc"), Err(Close::UnknownSession));
         admission.issue("abc");
         assert_eq!(admission.admit("abc"), Ok(()));
-        assert_eq!(admission.admit("no/slashes"), Err(close::MALFORMED_TOKEN));
+        assert_eq!(admission.admit("no/slashes"), Err(Close::MalformedToken));
     }
 
     #[test]

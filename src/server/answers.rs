@@ -9,8 +9,8 @@ use crate::liveness::check::{Challenge, Indicators, LivenessCheck, Progress, Ses
 use crate::liveness::pose::HeadPose;
 use crate::liveness::quality::{Quality, Rejection};
 use crate::pipeline::face_mesh::FaceLandmarks;
+use crate::server::codes::FrameRefusal;
 use crate::server::metrics::Outcome;
-use crate::server::protocol::FrameRefusal;
 
 /// The first message of every session.
 pub fn connection_established(token: &str, check: &LivenessCheck, timeout_secs: u64) -> Value {
@@ -69,7 +69,7 @@ impl Answer {
     pub fn refusal(refusal: &FrameRefusal, id: Option<Value>) -> Self {
         Self {
             json: with_id(refusal.to_json(), id).to_string(),
-            outcome: Some(Outcome::Refused(refusal.code())),
+            outcome: Some(Outcome::Refused(refusal.kind())),
         }
     }
 

@@ -1,11 +1,11 @@
-//! The seed's WebSocket messages (`shared/PROTOCOL.md`): parsing what clients send, and the
-//! error codes and close codes face-service answers with. One mapping from errors to codes.
+//! Parsing what the seed's clients send over the WebSocket (`shared/PROTOCOL.md`). What each
+//! refusal is called on the wire lives in `codes`.
 
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::frame::FrameError;
+use crate::server::codes::FrameRefusal;
 
 /// A message from the client, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,58 +17,6 @@ pub enum ClientMessage {
         id: Option<Value>,
     },
     Ping,
-}
-
-/// Why a message or frame was refused; each maps to one protocol code.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FrameRefusal {
-    #[error("malformed message: {0}")]
-    Malformed(String),
-    #[error("frame too large: {0} bytes, at most {1}")]
-    TooLarge(usize, usize),
-    #[error("{0}")]
-    Undecodable(FrameError),
-    #[error("frames arrive faster than this session's {0} per second")]
-    TooFast(f32),
-    #[error("server overloaded, frame dropped: try again")]
-    Overloaded,
-    #[error("frame missed its deadline")]
-    DeadlineMissed,
-    #[error("internal error, frame dropped: try again")]
-    Internal,
-}
-
-impl FrameRefusal {
-    /// The `code` of the `{"type":"error"}` answer.
-    pub fn code(&self) -> u16 {
-        match self {
-            FrameRefusal::Malformed(_) => 400,
-            FrameRefusal::TooLarge(..) => 413,
-            FrameRefusal::Undecodable(FrameError::TooLarge { .. }) => 413,
-            FrameRefusal::Undecodable(_) => 415,
-            FrameRefusal::TooFast(_) => 429,
-            FrameRefusal::Overloaded => 503,
-            FrameRefusal::DeadlineMissed => 504,
-            FrameRefusal::Internal => 500,
-        }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({ "type": "error", "error": self.to_string(), "code": self.code() })
-    }
-}
-
-/// WebSocket close codes.
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    /// A newer connection took over this session's token (a normal end, for this socket).
-    pub const REPLACED: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    /// An authentication session ran out of time.
-    pub const SESSION_EXPIRED: u16 = 4401;
-    pub const MALFORMED_TOKEN: u16 = 4400;
-    pub const UNKNOWN_SESSION: u16 = 4404;
-    pub const FRAME_BUDGET_USED: u16 = 4429;
 }
 
 #[derive(Deserialize)]
@@ -136,6 +84,8 @@ pub fn token_is_well_formed(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::FrameError;
+    use serde_json::json;
 
     #[test]
     fn frames_come_as_data_urls_plain_base64_or_binary() {

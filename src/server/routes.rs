@@ -1,0 +1,147 @@
+//! The server's routes: the seed's WebSocket, the health, readiness and status endpoints,
+//! Prometheus metrics, and the demo page.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use futures_util::StreamExt;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::liveness::check::SessionKind;
+use crate::models::ModelKind;
+use crate::server::AppState;
+use crate::server::codes::RefusalKind;
+use crate::server::session::{self, SessionSetup};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(demo_page))
+        .route("/ws/auth/process-image/{token}/", get(websocket))
+        .route("/ws/auth/process-image/{token}", get(websocket))
+        .route("/api/health/", get(health))
+        .route("/api/status/", get(status))
+        .route("/api/ready/", get(ready))
+        .route("/metrics", get(prometheus))
+        .with_state(state)
+}
+
+/// What a client may ask for on the WebSocket URL (an extension).
+#[derive(serde::Deserialize)]
+struct SessionQuery {
+    session_type: Option<SessionKind>,
+}
+
+async fn websocket(
+    upgrade: WebSocketUpgrade,
+    Path(token): Path<String>,
+    Query(query): Query<SessionQuery>,
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    if !state.config.access.origin_allowed(origin) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let admitted = state.admission.admit(&token);
+    let limits = &state.config.limits;
+    upgrade
+        .max_message_size(limits.max_frame_bytes * 4 / 3 + 4096)
+        .on_upgrade(move |mut socket| async move {
+            if let Err(close) = admitted {
+                let frame = CloseFrame {
+                    code: close.code(),
+                    reason: Utf8Bytes::from_static(close.reason()),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                return;
+            }
+            let span = tracing::info_span!("session", token = %token);
+            let (claim, replaced) = state.active_tokens.claim(&token);
+            let config = &state.config;
+            let setup = SessionSetup {
+                token: token.clone(),
+                id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
+                kind: query.session_type.unwrap_or(config.liveness.session_type),
+                limits: &config.limits,
+                rules: config.liveness.rules(),
+                engine: &state.engine,
+                metrics: &state.metrics,
+                shutdown: state.shutdown.clone(),
+                replaced,
+            };
+            let (sink, stream) = socket.split();
+            session::run(sink, stream, setup).instrument(span).await;
+            state.active_tokens.release(&token, claim);
+        })
+}
+
+/// The live demo: one self-contained page, compiled in, that streams the camera over the
+/// seed protocol and draws what comes back.
+async fn demo_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("demo/index.html"))
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({ "status": "healthy", "device": state.device }))
+}
+
+async fn status(State(state): State<AppState>) -> impl IntoResponse {
+    let metrics = &state.metrics;
+    let engine = &metrics.engine;
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let (batches, frames) = (engine.batch_size.count(), engine.batch_size.sum());
+    Json(json!({
+        "device": state.device,
+        "models": ["detector", state.landmark_model],
+        "refine_landmarks": state.landmark_model == ModelKind::LandmarksWithAttention.description().name,
+        "open_sessions": load(&metrics.open_sessions),
+        "queue_depth": load(&engine.queue_depth),
+        "batches_run": batches,
+        "frames_run": frames as u64,
+        "mean_batch_size": if batches > 0 { frames / batches as f64 } else { 0.0 },
+        "largest_batch": load(&engine.largest_batch),
+        "frames_rejected_overload": metrics.refused(RefusalKind::Overloaded),
+        "frames_dropped_deadline": metrics.refused(RefusalKind::DeadlineMissed),
+        "frames_abandoned": load(&engine.frames_abandoned),
+        "liveness_passed": load(&metrics.liveness_passed),
+        "liveness_timed_out": load(&metrics.liveness_timed_out),
+    }))
+}
+
+/// 200 while serving. 503 while the device workers warm their kernels up (a GPU compiles them
+/// per batch shape, which can take minutes, and the listener opens before), and once shutting
+/// down, so that a load balancer sends sessions only to a server that can answer them promptly.
+async fn ready(State(state): State<AppState>) -> Response {
+    let unready = |reason| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": reason })),
+        )
+            .into_response()
+    };
+    if *state.shutdown.borrow() {
+        unready("draining")
+    } else if state.metrics.engine.workers_warming.load(Ordering::Relaxed) > 0 {
+        unready("warming up")
+    } else {
+        Json(json!({ "ready": true })).into_response()
+    }
+}
+
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
