@@ -8,7 +8,7 @@
 //! `benches/compare_models.py` prints these beside MediaPipe's FaceMesh on the same frames.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use face_service::bench::carphone_clip;
+use face_service::bench::footage::carphone_clip;
 use face_service::device::ComputeDevice;
 use face_service::models::{FaceModels, ModelOptions};
 use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};

@@ -1,7 +1,7 @@
 //! The server's per-frame costs outside the models, each on its own: decoding a client's JPEG,
 //! cutting the landmark model's input out of a frame (on the CPU; and where a wgpu adapter
 //! exists, a batch of 32 into a device tensor both ways: CPU crops uploaded, or frames
-//! uploaded and cut by the crop shader), forming a batch in the scheduler's queue,
+//! uploaded and cut by the crop shader), forming a batch in the engine's queue,
 //! and encoding a `frame_processed` answer as JSON.
 //!
 //!     cargo bench --bench server_parts
@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::Tensor;
 use criterion::{Criterion, criterion_group, criterion_main};
-use face_service::bench::carphone_clip;
+use face_service::bench::footage::carphone_clip;
 use face_service::device::ComputeDevice;
+use face_service::engine::queue::{BatchQueue, Next, QueueLimits};
 use face_service::frame;
-use face_service::gpu::crop::{CropJob, crop_on_device};
 use face_service::liveness::check::{LivenessCheck, LivenessRules, SessionKind};
 use face_service::liveness::pose::head_pose;
 use face_service::liveness::quality::{QualityRules, assess};
 use face_service::models::ModelKind;
 use face_service::models::input::images_to_tensor;
+use face_service::pipeline::crop::gpu::{CropJob, crop_on_device};
 use face_service::pipeline::crop::{Border, PixelRect, crop};
 use face_service::pipeline::face_mesh::FaceLandmarks;
-use face_service::scheduler::queue::{BatchQueue, Next, QueueLimits};
 use face_service::server::answers::{self, FaceReport, FrameContext, Timings};
 use image::RgbImage;
 
@@ -102,13 +102,13 @@ fn crops(c: &mut Criterion) {
     group.finish();
 }
 
-fn scheduler(c: &mut Criterion) {
+fn queue(c: &mut Criterion) {
     let limits = QueueLimits {
         max_batch: 32,
         max_delay: Duration::from_millis(5),
         capacity: 256,
     };
-    c.bench_function("scheduler/queue_256_frames_into_batches_of_32", |b| {
+    c.bench_function("queue/256_frames_into_batches_of_32", |b| {
         b.iter(|| {
             let mut queue = BatchQueue::new(limits);
             let now = Instant::now();
@@ -196,5 +196,5 @@ fn answer_json(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode, crops, scheduler, answer_json);
+criterion_group!(benches, decode, crops, queue, answer_json);
 criterion_main!(benches);

@@ -183,7 +183,9 @@ mod tests {
     /// The reusing decoder gives `decode`'s pixels and errors, whatever buffer it is handed.
     #[test]
     fn decoding_into_a_reused_buffer_changes_nothing() {
-        let photo = crate::bench::carphone_frames().unwrap().swap_remove(40);
+        let photo = crate::bench::footage::carphone_frames()
+            .unwrap()
+            .swap_remove(40);
         let jpeg = encode(photo.into(), ImageFormat::Jpeg);
         let grey_jpeg = encode(
             GrayImage::from_pixel(6, 5, image::Luma([70])).into(),

@@ -1,25 +1,29 @@
 //! face-service: real-time face landmarks and liveness over WebSockets.
 //!
-//! The library holds everything the `face-service` binary is made of. Read it top-down:
-//! - [`device`]: the one place that picks the GPU (wgpu) or the CPU fallback (flex);
-//! - [`tflite`]: reading MediaPipe's `.tflite` weight files;
-//! - [`models`]: MediaPipe's face networks as burn modules, loaded from those files;
-//! - [`pipeline`]: FaceMesh around them: detections, regions of interest, crops, tracking;
-//! - [`gpu`]: launching the WGSL shaders in `shaders/` (each has a CPU twin);
-//! - [`liveness`]: the seed's liveness checks as pure logic (indicators, pose, quality, challenges);
-//! - [`scheduler`]: batching frames from many sessions for the device;
-//! - [`server`]: `face-service serve`, the seed's WebSocket protocol over axum;
-//! - [`frame`]: decoding what clients send; [`overlay`]: drawing what the service found;
-//! - [`bench`]: the load harness behind `face-service bench`.
+//! The library holds everything the `face-service` binary is made of. One frame's path reads
+//! top-down through the rooms, and no room imports one above it:
+//! - [`server`]: `face-service serve`, the seed's protocol over axum: routes, sessions,
+//!   admission, answers, metrics; it maps engine outcomes to wire codes, once;
+//! - [`engine`]: the device: batching frames from many sessions, the worker threads, the model
+//!   stages, answering each frame with a domain outcome;
+//! - [`pipeline`]: FaceMesh around the models: detections, regions of interest, crops, tracking;
+//! - [`models`]: MediaPipe's face networks as burn modules, loaded from their weight files.
+//!
+//! Beside them: [`liveness`], the seed's liveness checks as pure logic; [`device`], the one
+//! place that picks the GPU (wgpu) or the CPU fallback (flex); [`tflite`], reading MediaPipe's
+//! weight files; [`gpu`], launching the WGSL shaders in `shaders/`; [`frame`], decoding what
+//! clients send; [`overlay`], drawing what the service found; [`bench`], the load harness
+//! behind `face-service bench`; [`cli`], the commands.
 
 pub mod bench;
+pub mod cli;
 pub mod device;
+pub mod engine;
 pub mod frame;
 pub mod gpu;
 pub mod liveness;
 pub mod models;
 pub mod overlay;
 pub mod pipeline;
-pub mod scheduler;
 pub mod server;
 pub mod tflite;

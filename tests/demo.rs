@@ -13,8 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use face_service::bench::carphone_clip;
+use face_service::bench::footage::carphone_clip;
 use face_service::server::ServeConfig;
+use face_service::server::session::limits::SessionLimits;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -233,7 +234,10 @@ async fn the_page_streams_the_camera_draws_the_mesh_and_counts_blinks() {
     let video = dir.join("carphone.y4m");
     carphone_y4m(&video);
     let server = start(ServeConfig {
-        max_fps: 10.0,
+        limits: SessionLimits {
+            max_fps: 10.0,
+            ..config().limits
+        },
         ..config()
     })
     .await;
@@ -304,7 +308,10 @@ async fn a_denied_camera_and_a_server_error_are_shown() {
     let video = dir.join("carphone.y4m");
     carphone_y4m(&video);
     let server = start(ServeConfig {
-        max_fps: 2.0,
+        limits: SessionLimits {
+            max_fps: 2.0,
+            ..config().limits
+        },
         ..config()
     })
     .await;

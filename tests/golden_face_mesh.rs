@@ -10,7 +10,7 @@
 
 mod common;
 
-use face_service::bench::{carphone_clip, carphone_frames};
+use face_service::bench::footage::{carphone_clip, carphone_frames};
 use face_service::device::ComputeDevice;
 use face_service::liveness::blinks::{BlinkCounter, BlinkRules};
 use face_service::liveness::indicators::mean_eye_aspect_ratio;

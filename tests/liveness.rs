@@ -14,8 +14,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use face_service::bench::carphone_clip;
-use face_service::server::ServeConfig;
+use face_service::bench::footage::carphone_clip;
+use face_service::server::config::{LivenessConfig, ServeConfig};
 use image::RgbImage;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -120,8 +120,11 @@ async fn carphone_blinks_over_a_websocket_match_the_seed_rule_on_mediapipes_land
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seed_client_enrolls_end_to_end() {
     let server = start(ServeConfig {
-        turn_degrees: 8.0,
-        centre_degrees: 4.0,
+        liveness: LivenessConfig {
+            turn_degrees: 8.0,
+            centre_degrees: 4.0,
+            ..config().liveness
+        },
         ..config()
     })
     .await;
@@ -286,7 +289,10 @@ async fn until_closed(client: &mut Client) -> (Vec<Value>, Option<u16>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_printed_photo_never_passes_liveness() {
     let server = start(ServeConfig {
-        authentication_timeout_secs: 8,
+        liveness: LivenessConfig {
+            authentication_timeout_secs: 8,
+            ..config().liveness
+        },
         ..config()
     })
     .await;

@@ -288,3 +288,37 @@ async fn on_the_gpu_the_server_is_ready_once_warm_and_answers_refined_frames() {
     let exit = server.terminate().await;
     assert!(exit.success(), "exit status {exit}");
 }
+
+/// `face-service bench` as an operator runs it: the binary copied out of the build tree and
+/// run from an empty directory, with its bundled frames, against a real server.
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_from_an_installed_binary_sends_its_bundled_frames() {
+    let mut server = ServerProcess::start(&["--max-frames-per-session", "0"]);
+    let installed = std::env::temp_dir().join(format!("face-service-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&installed).unwrap();
+    let binary = installed.join("face-service");
+    std::fs::copy(env!("CARGO_BIN_EXE_face-service"), &binary).unwrap();
+    let url = format!("ws://{}", server.address);
+    let run = tokio::task::spawn_blocking({
+        let (binary, installed) = (binary.clone(), installed.clone());
+        move || {
+            Command::new(binary)
+                .current_dir(installed)
+                .args(["bench", "--url", &url, "--sessions", "2", "--fps", "5"])
+                .args(["--seconds", "3", "--warmup", "1", "--json"])
+                .output()
+                .unwrap()
+        }
+    });
+    let output = run.await.unwrap();
+    std::fs::remove_dir_all(&installed).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["frames_answered"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["faces"].as_u64().unwrap() > 0, "{report}");
+    assert!(server.terminate().await.success());
+}

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use face_service::models::ModelOptions;
-use face_service::server::ServeConfig;
+use face_service::server::config::{AccessConfig, ServeConfig};
+use face_service::server::session::limits::SessionLimits;
 use image::RgbImage;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -145,7 +146,10 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_frames_are_refused_before_they_cost_anything() {
     let server = start(ServeConfig {
-        max_frame_bytes: 100_000,
+        limits: SessionLimits {
+            max_frame_bytes: 100_000,
+            ..config().limits
+        },
         ..config()
     })
     .await;
@@ -176,8 +180,11 @@ async fn huge_frames_are_refused_before_they_cost_anything() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_and_budget_limits_hold_per_session() {
     let server = start(ServeConfig {
-        max_fps: 2.0,
-        max_frames_per_session: 3,
+        limits: SessionLimits {
+            max_fps: 2.0,
+            max_frames_per_session: 3,
+            ..config().limits
+        },
         ..config()
     })
     .await;
@@ -227,7 +234,10 @@ async fn malformed_and_unknown_tokens_are_refused() {
     server.shut_down().await.unwrap();
 
     let server = start(ServeConfig {
-        open_sessions: false,
+        access: AccessConfig {
+            open_sessions: false,
+            ..config().access
+        },
         ..config()
     })
     .await;
@@ -374,7 +384,7 @@ async fn the_load_harness_reports_counts_that_add_up() {
         report.frames_answered
     );
     assert!(
-        report.faces > 0 && report.no_face > 0 && report.errors.get(&415).is_some(),
+        report.faces > 0 && report.no_face > 0 && report.errors.contains_key(&415),
         "{report:?}"
     );
     assert!(report.latency_ms_p50 > 0.0 && report.latency_ms_p50 <= report.latency_ms_max);
@@ -429,7 +439,10 @@ async fn only_allowed_origins_open_sessions() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let allowed = vec!["https://app.example.com".to_owned()];
     let server = start(ServeConfig {
-        allowed_origins: allowed,
+        access: AccessConfig {
+            allowed_origins: allowed,
+            ..config().access
+        },
         ..config()
     })
     .await;

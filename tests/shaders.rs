@@ -3,9 +3,8 @@
 mod common;
 
 use burn::tensor::{Tensor, TensorData};
-use face_service::bench::carphone_frames;
+use face_service::bench::footage::carphone_frames;
 use face_service::device::ComputeDevice;
-use face_service::gpu::crop::{CropJob, crop_on_device};
 use face_service::models::ModelKind;
 use face_service::models::attention::custom_ops::{
     Matrix4, RegionTransform, landmarks_to_transform_matrix, transform_landmarks,
@@ -15,6 +14,7 @@ use face_service::models::attention::kernels::{
     sample_patches, transform_matrices, transform_points,
 };
 use face_service::models::description::InputDescription;
+use face_service::pipeline::crop::gpu::{CropJob, crop_on_device};
 use face_service::pipeline::crop::{Border, PixelRect, crop};
 use face_service::pipeline::projection::letterbox;
 use face_service::tflite::TfliteModel;

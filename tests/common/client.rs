@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use face_service::device::ComputeDevice;
-use face_service::liveness::check::SessionKind;
+use face_service::engine::EngineConfig;
 use face_service::models::{FaceModels, ModelOptions};
+use face_service::server::session::limits::SessionLimits;
 use face_service::server::{self, Running, ServeConfig};
 use image::{ImageFormat, RgbImage};
 use serde_json::{Value, json};
@@ -20,28 +21,26 @@ use super::fixtures;
 pub type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A server for tests: any free port, one CPU worker, frames that never miss their deadline,
+/// and no rate or budget limit; the rest as `serve`'s defaults.
 pub fn config() -> ServeConfig {
     ServeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
-        max_batch: 16,
-        cpu_workers: 1,
-        gpu_crop: false,
-        max_queue_delay_ms: 20,
-        queue_capacity: 64,
-        frame_deadline_ms: 30_000,
-        max_frame_bytes: 4 << 20,
-        max_frame_side: 4096,
-        max_fps: 1000.0,
-        max_frames_per_session: 0,
-        session_timeout_secs: 60,
-        max_num_faces: 1,
-        open_sessions: true,
-        allowed_origins: Vec::new(),
-        session_type: SessionKind::Enrollment,
-        authentication_timeout_secs: 30,
-        blinks_required: 2,
-        turn_degrees: 15.0,
-        centre_degrees: 7.0,
+        engine: EngineConfig {
+            max_batch: 16,
+            cpu_workers: 1,
+            max_queue_delay_ms: 20,
+            queue_capacity: 64,
+            frame_deadline_ms: 30_000,
+            ..EngineConfig::default()
+        },
+        limits: SessionLimits {
+            max_fps: 1000.0,
+            max_frames_per_session: 0,
+            session_timeout_secs: 60,
+            ..SessionLimits::default()
+        },
+        ..ServeConfig::default()
     }
 }
 
