@@ -118,7 +118,10 @@ impl ResidualBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        fused::try_forward(self.fused.as_deref(), x).unwrap_or_else(|x| self.forward_unfused(x))
+        match self.fused.as_deref() {
+            Some(fused) => fused::forward(fused, x),
+            None => self.forward_unfused(x),
+        }
     }
 
     /// The block as burn's own operations: what runs on the GPU, and what the fused CPU
@@ -201,7 +204,10 @@ impl Convolution {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        fused::try_forward(self.fused.as_deref(), x).unwrap_or_else(|x| self.forward_unfused(x))
+        match self.fused.as_deref() {
+            Some(fused) => fused::forward(fused, x),
+            None => self.forward_unfused(x),
+        }
     }
 
     /// burn's operations: what runs on the GPU, and what the fused CPU pass is tested
@@ -232,10 +238,6 @@ mod tests {
 
     use super::*;
 
-    /// TensorFlow's SAME rule on a stride-2 3x3 convolution over an even size pads one row at
-    /// the bottom and one column at the right, none at the top or left. Checked with a kernel
-    /// that picks the top-left tap: output (0, 0) then reads the real pixel (0, 0), where a
-    /// symmetric padding would read a zero.
     /// A layer of the given shape with values from a fixed pseudo-random sequence in [-1, 1).
     fn conv_layer(
         shape: [usize; 4],
@@ -307,11 +309,8 @@ mod tests {
             let block = ResidualBlock::new(depthwise, pointwise, prelu, shape, &device);
             let input = random_batch_of_two([cin, height, width], &mut seed, &device);
             let what = format!("{shape:?} at {height}x{width}");
-            assert_close(
-                block.forward(input.clone()),
-                block.forward_unfused(input),
-                &what,
-            );
+            let fused = block.fused.as_deref().expect("loaded for the CPU backend");
+            assert_both_paths_close(fused, &input, block.forward_unfused(input.clone()), &what);
         }
     }
 
@@ -344,11 +343,8 @@ mod tests {
             let layer = Convolution::new(conv, prelu, relu, &device);
             let input = random_batch_of_two([cin, height, width], &mut seed, &device);
             let what = format!("{cout}x{cin}x{kernel} at {height}x{width}");
-            assert_close(
-                layer.forward(input.clone()),
-                layer.forward_unfused(input),
-                &what,
-            );
+            let fused = layer.fused.as_deref().expect("loaded for the CPU backend");
+            assert_both_paths_close(fused, &input, layer.forward_unfused(input.clone()), &what);
         }
     }
 
@@ -376,6 +372,20 @@ mod tests {
         )
     }
 
+    /// The fused pass with fused multiply-adds and without (whichever this CPU would pick;
+    /// without the instruction `mul_add` is a library call, slow but exact) against burn's.
+    fn assert_both_paths_close(
+        layer: &impl fused::CpuLayer,
+        input: &Tensor<4>,
+        unfused: Tensor<4>,
+        what: &str,
+    ) {
+        let with_fma = fused::forward_with::<true, _>(layer, input.clone());
+        assert_close(with_fma, unfused.clone(), &format!("{what}, FMA"));
+        let without = fused::forward_with::<false, _>(layer, input.clone());
+        assert_close(without, unfused, &format!("{what}, no FMA"));
+    }
+
     /// Same shape, and every value within 1e-4: the sums are the same but added in another
     /// order, in fused multiply-adds.
     fn assert_close(fused: Tensor<4>, unfused: Tensor<4>, what: &str) {
@@ -395,6 +405,10 @@ mod tests {
         assert!(worst < 1e-4, "{what}: differs by {worst}");
     }
 
+    /// TensorFlow's SAME rule on a stride-2 3x3 convolution over an even size pads one row at
+    /// the bottom and one column at the right, none at the top or left. Checked with a kernel
+    /// that picks the top-left tap: output (0, 0) then reads the real pixel (0, 0), where a
+    /// symmetric padding would read a zero.
     #[test]
     fn same_padding_on_stride_two_is_bottom_right_like_tensorflow() {
         let device = Device::flex();

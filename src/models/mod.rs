@@ -43,6 +43,9 @@ impl Default for ModelOptions {
 }
 
 /// The landmark model in use: both take a 192x192 face crop and answer points in its pixels.
+// One is loaded per process and shared by reference; boxing the larger would only add a
+// pointer to follow on every frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Landmarker {
     /// 468 points.

@@ -254,7 +254,7 @@ struct FlatBuffer<'a> {
 impl<'a> FlatBuffer<'a> {
     fn read<const N: usize>(&self, at: usize) -> Result<[u8; N], TfliteError> {
         self.bytes
-            .get(at..at.checked_add(N).unwrap_or(usize::MAX))
+            .get(at..at.saturating_add(N))
             .map(|s| s.try_into().expect("slice has N bytes"))
             .ok_or_else(|| {
                 TfliteError::Malformed(format!(

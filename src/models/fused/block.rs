@@ -233,7 +233,7 @@ impl CpuLayer for FusedBlock {
         if self.stride == 2 {
             // The max-pool shortcut (2x2, VALID) halves exactly only even sizes.
             assert!(
-                height % 2 == 0 && width % 2 == 0,
+                height.is_multiple_of(2) && width.is_multiple_of(2),
                 "stride 2 needs even sizes"
             );
         }

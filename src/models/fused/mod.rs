@@ -23,7 +23,7 @@ pub mod conv;
 
 use burn::nn::PRelu;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 pub use block::FusedBlock;
@@ -87,17 +87,29 @@ pub trait CpuLayer: Sync {
     fn run_with<const FMA: bool>(&self, input: &[f32], size: (usize, usize), output: &mut [f32]);
 }
 
-/// Runs `layer` when there is one and `x` lives on the CPU backend (batch items in parallel
-/// on the calling rayon pool); otherwise hands `x` back for burn's operations.
-pub fn try_forward(layer: Option<&impl CpuLayer>, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
-    let device = x.device();
-    match layer {
-        Some(layer) if device == Device::flex() => Ok(forward_on_cpu(layer, x, &device)),
-        _ => Err(x),
-    }
+/// Runs `layer` on `x`, batch items in parallel on the calling rayon pool. Layers get their
+/// fused form only when they are loaded for the CPU backend, so the choice of path is made
+/// once, there.
+pub fn forward(layer: &impl CpuLayer, x: Tensor<4>) -> Tensor<4> {
+    forward_items(layer, x, run_item)
 }
 
-fn forward_on_cpu(layer: &impl CpuLayer, x: Tensor<4>, device: &Device) -> Tensor<4> {
+/// `layer` over `x` with fused multiply-adds (`FMA`) or without, whichever this CPU would
+/// pick: the tests hold both paths to burn's operations on every machine.
+#[cfg(test)]
+pub(crate) fn forward_with<const FMA: bool, L: CpuLayer>(layer: &L, x: Tensor<4>) -> Tensor<4> {
+    forward_items(layer, x, |layer: &L, input, size, output| {
+        layer.run_with::<FMA>(input, size, output)
+    })
+}
+
+/// Runs each batch item of `x` through `run`, in parallel on the calling rayon pool.
+fn forward_items<L: CpuLayer>(
+    layer: &L,
+    x: Tensor<4>,
+    run: impl Fn(&L, &[f32], (usize, usize), &mut [f32]) + Sync,
+) -> Tensor<4> {
+    let device = x.device();
     let [batch, channels, height, width] = x.dims();
     assert_eq!(channels, layer.channels_in(), "input channels");
     let input = x
@@ -110,11 +122,11 @@ fn forward_on_cpu(layer: &impl CpuLayer, x: Tensor<4>, device: &Device) -> Tenso
     output
         .par_chunks_mut(per_output)
         .zip(input.par_chunks(channels * height * width))
-        .for_each(|(output, input)| run_item(layer, input, (height, width), output));
+        .for_each(|(output, input)| run(layer, input, (height, width), output));
     spare_buffers::give_back(input);
     Tensor::from_data(
         TensorData::new(output, [batch, layer.channels_out(), out_height, out_width]),
-        device,
+        &device,
     )
 }
 
@@ -485,7 +497,7 @@ impl SplitRow {
     /// Columns `first`, `first + 2`, `first + 4`, ... of the row, then zeros.
     #[inline(always)]
     fn every_other_from(&self, first: usize) -> &[f32] {
-        let half = if first % 2 == 0 {
+        let half = if first.is_multiple_of(2) {
             &self.even
         } else {
             &self.odd
