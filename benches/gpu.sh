@@ -38,7 +38,7 @@ grep -q "software" "$out/models.txt" && { echo "wgpu found only a software adapt
 # Model forward passes by batch size, per frame, read back to the host.
 FACE_SERVICE_BENCH_BATCHES="$batches" cargo bench --bench models 2>&1 | tee "$out/bench-models.txt"
 # Decode; a batch of 32 landmark inputs cut on the CPU and uploaded, against the frames
-# uploaded and cut by the crop shader; scheduler; JSON.
+# uploaded and cut by the crop shader; the engine's queue; JSON.
 cargo bench --bench server_parts 2>&1 | tee "$out/bench-server-parts.txt"
 if [ -x "${MP_VENV:-/nonexistent}/bin/python" ]; then
     "$MP_VENV/bin/python" benches/mediapipe_models.py 2>&1 | tee "$out/mediapipe.txt"
