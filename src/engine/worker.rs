@@ -38,9 +38,14 @@ pub(super) struct Queued {
 impl Queued {
     /// Answers the job, handing its stream's state back.
     pub fn answer(self, outcome: Outcome) {
-        let tracking = self.job.tracking;
-        let _ = self.reply.send(Reply { tracking, outcome });
+        answer(self.reply, self.job.tracking.0, outcome);
     }
+}
+
+/// Sends a frame's reply, with its stream's tracker; a session that has left is not told.
+fn answer(reply: oneshot::Sender<Reply>, tracker: FaceTracker, outcome: Outcome) {
+    let tracking = Tracking(tracker);
+    let _ = reply.send(Reply { tracking, outcome });
 }
 
 /// Starts `workers` device threads, sharing `config.queue_capacity` between them, and returns
@@ -187,13 +192,6 @@ struct Ready {
     queue_wait: Duration,
 }
 
-impl Ready {
-    fn answer(self, outcome: Outcome) {
-        let tracking = Tracking(self.tracker);
-        let _ = self.reply.send(Reply { tracking, outcome });
-    }
-}
-
 /// Decodes `jobs`' frames, runs them through the stages together, and answers each; the
 /// last frame's buffer is left in `spare_pixels`.
 fn run_frames(
@@ -232,11 +230,7 @@ fn run_frames(
                 reply,
                 queue_wait,
             }),
-            Err(error) => {
-                let tracking = Tracking(tracker);
-                let outcome = Outcome::Undecodable(error);
-                let _ = reply.send(Reply { tracking, outcome });
-            }
+            Err(error) => answer(reply, tracker, Outcome::Undecodable(error)),
         }
     }
     let mut streams: Vec<(&mut FaceTracker, &RgbImage)> = ready
@@ -265,8 +259,7 @@ fn run_frames(
                     inference,
                     batch_size,
                 };
-                let (tracking, outcome) = (Tracking(tracker), Outcome::Done(analysis));
-                let _ = reply.send(Reply { tracking, outcome });
+                answer(reply, tracker, Outcome::Done(analysis));
             }
         }
         failed => {
@@ -276,7 +269,7 @@ fn run_frames(
                 _ => tracing::error!(size, "a batch panicked; its frames are answered 500"),
             }
             for ready in ready {
-                ready.answer(Outcome::Internal);
+                answer(ready.reply, ready.tracker, Outcome::Internal);
             }
         }
     }
