@@ -4,6 +4,8 @@
 //! top-down through the rooms, and no room imports one above it:
 //! - [`server`]: `face-service serve`, the seed's protocol over axum: routes, sessions,
 //!   admission, answers, metrics; it maps engine outcomes to wire codes, once;
+//! - [`tenants`]: clients and their credentials, over [`store`] (the one module with SQL:
+//!   SQLite by default, PostgreSQL to share);
 //! - [`engine`]: the device: batching frames from many sessions, the worker threads, the model
 //!   stages, answering each frame with a domain outcome;
 //! - [`pipeline`]: FaceMesh around the models: detections, regions of interest, crops, tracking;
@@ -26,4 +28,6 @@ pub mod models;
 pub mod overlay;
 pub mod pipeline;
 pub mod server;
+pub mod store;
+pub mod tenants;
 pub mod tflite;
