@@ -4,8 +4,9 @@
 //! top-down through the rooms, and no room imports one above it:
 //! - [`server`]: `face-service serve`, the seed's protocol over axum: routes, sessions,
 //!   admission, answers, metrics; it maps engine outcomes to wire codes, once;
-//! - [`tenants`]: clients and their credentials, over [`store`] (the one module with SQL:
-//!   SQLite by default, PostgreSQL to share);
+//! - [`api`]: the seed's REST API beside it (credentials, users, REST-issued sessions, audit
+//!   log, OpenAPI), over [`tenants`] (clients and their credentials) and [`store`] (the one
+//!   module with SQL: SQLite by default, PostgreSQL to share);
 //! - [`engine`]: the device: batching frames from many sessions, the worker threads, the model
 //!   stages, answering each frame with a domain outcome;
 //! - [`pipeline`]: FaceMesh around the models: detections, regions of interest, crops, tracking;
@@ -17,6 +18,7 @@
 //! clients send; [`overlay`], drawing what the service found; [`bench`], the load harness
 //! behind `face-service bench`; [`cli`], the commands.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod device;

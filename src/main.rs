@@ -23,6 +23,8 @@ struct Args {
 enum Command {
     /// Serve the seed's WebSocket protocol (the drop-in replacement for its gunicorn deployment).
     Serve(ServeConfig),
+    /// Manage tenants: create, list, disable, enable, rotate credentials.
+    Clients(cli::clients::ClientsArgs),
     /// List the models, their parameter counts, and the device in use.
     Models,
     /// Load a running server with N sessions of real frames, and report throughput and latency.
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     args.logging.init();
     let result = match args.command {
         Command::Serve(config) => cli::serve::run(config, &args.models),
+        Command::Clients(clients) => cli::clients::run(clients),
         Command::Models => cli::models::run(&args.models),
         Command::Bench(bench) => cli::bench::run(bench),
         Command::Analyze(analyze) => cli::analyze::run(analyze, &args.models),

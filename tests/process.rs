@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ use common::client::{astronaut_jpeg, connect, get_text, next_json};
 struct ServerProcess {
     child: KillOnDrop,
     address: SocketAddr,
+    /// Its store (`--data-dir`), in cargo's scratch directory for tests.
+    data_dir: PathBuf,
 }
 
 impl ServerProcess {
@@ -30,9 +33,13 @@ impl ServerProcess {
 
     /// `start` on `device` (`cpu` or `gpu`).
     fn start_on(device: &str, extra: &[&str]) -> ServerProcess {
+        let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("process-{}", uuid::Uuid::new_v4()));
         let mut serve = Command::new(env!("CARGO_BIN_EXE_face-service"));
         serve
             .args(["serve", "--device", device, "--bind", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .args(extra)
             .env("NO_COLOR", "1")
             // glibc raises its mmap threshold as large buffers are freed, and then keeps freed
@@ -53,7 +60,11 @@ impl ServerProcess {
                     .parse()
                     .ok()
             });
-        ServerProcess { child, address }
+        ServerProcess {
+            child,
+            address,
+            data_dir,
+        }
     }
 
     /// Resident memory in KiB and thread count, from `/proc/PID/status`.
@@ -320,5 +331,123 @@ async fn bench_from_an_installed_binary_sends_its_bundled_frames() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(report["frames_answered"].as_u64().unwrap() > 0, "{report}");
     assert!(report["faces"].as_u64().unwrap() > 0, "{report}");
+    assert!(server.terminate().await.success());
+}
+
+/// The README's walk-through against the installed binary, sessions issued only: the operator
+/// creates a tenant with `clients create`; its backend gets a JWT, creates a user and an
+/// enrollment session over REST; the browser's socket opens the session's `websocket_url`;
+/// the backend reads the outcome; the operator rotates the credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
+    let mut server = ServerProcess::start(&["--open-sessions", "false"]);
+    let clients = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_face-service"))
+            .arg("clients")
+            .arg("--data-dir")
+            .arg(&server.data_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let created = clients(&["create", "--name", "Acme", "--tier", "premium"]);
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.address);
+    let post = |path: &str, auth: (&str, String), body: Value| {
+        http.post(format!("{base}{path}"))
+            .header(auth.0, auth.1)
+            .json(&body)
+            .send()
+    };
+
+    let issued: Value = http
+        .post(format!("{base}/api/core/auth/client/"))
+        .json(&serde_json::json!({ "api_key": key, "api_secret": created["api_secret"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(issued["tier"], "premium");
+    let jwt = (
+        "Authorization",
+        format!("JWT {}", issued["access_token"].as_str().unwrap()),
+    );
+    let user = post(
+        "/api/clients/users/",
+        jwt.clone(),
+        serde_json::json!({ "external_user_id": "user-42" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(user.status(), 201);
+    let session: Value = post(
+        "/api/auth/enrollment/",
+        jwt.clone(),
+        serde_json::json!({ "user_id": "user-42", "session_type": "webcam" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = session["session_token"].as_str().unwrap();
+
+    let url = session["websocket_url"].as_str().unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["session_type"], "enrollment");
+    let image =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, astronaut_jpeg());
+    let frame =
+        serde_json::json!({ "type": "frame", "image": format!("data:image/jpeg;base64,{image}") });
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "frame_processed");
+    socket.close(None).await.unwrap();
+
+    let read = |path: String| {
+        http.get(format!("{base}{path}"))
+            .header(jwt.0, jwt.1.clone())
+            .send()
+    };
+    let mut outcome = Value::Null;
+    for _ in 0..100 {
+        outcome = read(format!("/api/auth/sessions/{token}/"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if outcome["status"] != "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(outcome["status"], "disconnected", "{outcome}");
+    assert_eq!(outcome["result"]["frames_processed"], 1);
+
+    let listed = clients(&["list"]);
+    assert_eq!(listed[0]["name"], "Acme");
+    assert!(
+        !listed.to_string().contains(&key),
+        "list shows no credentials"
+    );
+    let client_id = created["client_id"].as_str().unwrap();
+    let rotated = clients(&["rotate", client_id]);
+    assert_ne!(rotated["api_key"].as_str().unwrap(), key);
+    let refused = http
+        .get(format!("{base}/api/clients/users/"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
     assert!(server.terminate().await.success());
 }

@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod clients;
 pub mod infer;
 pub mod models;
 pub mod serve;

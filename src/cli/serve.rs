@@ -13,7 +13,9 @@ pub fn run(config: ServeConfig, models: &ModelArgs) -> Result<(), AnyError> {
         .max_blocking_threads(2 * cores)
         .build()?;
     runtime.block_on(async {
-        let running = server::start(config, models).await?;
+        let running = server::start(config, models)
+            .await
+            .map_err(|error| -> AnyError { error })?;
         shutdown_signal().await;
         tracing::info!("shutting down: closing sessions with 1001");
         running.shut_down().await?;

@@ -1,49 +1,112 @@
-//! Which session tokens may open a WebSocket. In open mode any well-formed token starts a
-//! liveness session (the seed's load test and development rely on it); otherwise only tokens
-//! issued first (by the REST side, when it exists) are admitted.
+//! Which session tokens may open a WebSocket, and what a REST-issued session leaves behind.
+//! A token issued over REST runs the session it was issued for, once, before it expires. In
+//! open mode any other well-formed token starts a liveness session too (the seed's load test
+//! and development rely on it); otherwise those are refused.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
 
 use tokio::sync::oneshot;
 
+use crate::liveness::check::{SessionKind, Verdict};
 use crate::server::codes::Close;
 use crate::server::protocol::token_is_well_formed;
+use crate::server::session::SessionEnd;
+use crate::store::sessions::{Claim, SessionResult};
+use crate::tenants::Tenants;
 
 #[derive(Debug)]
 pub struct Admission {
     open: bool,
-    issued: RwLock<HashSet<String>>,
+    tenants: Tenants,
+}
+
+/// A session a token may run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admitted {
+    /// Open mode, a token nobody issued: liveness alone, nothing stored.
+    Open,
+    Issued(IssuedSession),
+}
+
+/// A session issued over REST, as its socket runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedSession {
+    pub client_id: String,
+    pub session_id: String,
+    pub kind: SessionKind,
+    /// The blinks an authentication must show, when its creator asked for a number.
+    pub required_blinks: Option<usize>,
 }
 
 impl Admission {
-    pub fn new(open: bool) -> Self {
-        Self {
-            open,
-            issued: RwLock::default(),
-        }
+    pub fn new(open: bool, tenants: Tenants) -> Self {
+        Self { open, tenants }
     }
 
-    /// Records a token that a client may then connect with.
-    pub fn issue(&self, token: &str) {
-        self.issued
-            .write()
-            .expect("the token set is never poisoned")
-            .insert(token.to_owned());
-    }
-
-    /// `Ok` to start a session, or the close that refuses it.
-    pub fn admit(&self, token: &str) -> Result<(), Close> {
+    /// The session `token` may run, or the close that refuses it.
+    pub async fn admit(&self, token: &str) -> Result<Admitted, Close> {
         if !token_is_well_formed(token) {
             return Err(Close::MalformedToken);
         }
-        let issued = self.issued.read().expect("the token set is never poisoned");
-        if self.open || issued.contains(token) {
-            Ok(())
-        } else {
-            Err(Close::UnknownSession)
+        let claim = self
+            .tenants
+            .store()
+            .claim_session(token, crate::store::now())
+            .await;
+        match claim {
+            Ok(Claim::Claimed(session)) => Ok(Admitted::Issued(IssuedSession {
+                kind: if session.kind == "enrollment" {
+                    SessionKind::Enrollment
+                } else {
+                    SessionKind::Authentication
+                },
+                required_blinks: session.required_blinks.map(|n| n as usize),
+                client_id: session.client_id,
+                session_id: session.id,
+            })),
+            Ok(Claim::Unknown) if self.open => Ok(Admitted::Open),
+            Ok(Claim::Unknown) => Err(Close::UnknownSession),
+            Ok(Claim::Expired) => Err(Close::SessionExpired),
+            Ok(Claim::Used) => Err(Close::SessionUsed),
+            Err(error) => {
+                tracing::error!(%error, "looking the session token up");
+                Err(Close::Internal)
+            }
         }
+    }
+
+    /// Stores how an issued session ended, for its client to read over REST.
+    pub async fn record_end(&self, session: &IssuedSession, end: &SessionEnd) {
+        let progress = &end.progress;
+        let result = SessionResult {
+            status: end_status(end),
+            completed_at: crate::store::now(),
+            frames_processed: end.frames_processed as i64,
+            liveness_verified: progress.liveness_verified,
+            liveness_score: f64::from(progress.liveness_score),
+            blinks_detected: progress.blinks_detected as i64,
+            motion_events: progress.motion_events as i64,
+        };
+        let stored = self
+            .tenants
+            .store()
+            .finish_session(&session.client_id, &session.session_id, &result)
+            .await;
+        if let Err(error) = stored {
+            tracing::error!(%error, "storing the session's outcome");
+        }
+    }
+}
+
+/// The seed's session status for how a socket ended.
+fn end_status(end: &SessionEnd) -> &'static str {
+    match (end.progress.verdict, end.close) {
+        (Verdict::Passed, _) => "completed",
+        (Verdict::TimedOut, _) => "timeout",
+        (Verdict::InProgress, Some(Close::FrameBudgetUsed | Close::Internal)) => "failed",
+        (Verdict::InProgress, _) => "disconnected",
     }
 }
 
@@ -89,22 +152,6 @@ impl ActiveTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn open_mode_admits_any_well_formed_token() {
-        let admission = Admission::new(true);
-        assert_eq!(admission.admit("test_1"), Ok(()));
-        assert_eq!(admission.admit("no spaces"), Err(Close::MalformedToken));
-    }
-
-    #[test]
-    fn closed_mode_admits_only_issued_tokens() {
-        let admission = Admission::new(false);
-        assert_eq!(admission.admit("abc"), Err(Close::UnknownSession));
-        admission.issue("abc");
-        assert_eq!(admission.admit("abc"), Ok(()));
-        assert_eq!(admission.admit("no/slashes"), Err(Close::MalformedToken));
-    }
 
     #[test]
     fn a_second_connection_replaces_the_first() {

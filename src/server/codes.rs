@@ -111,6 +111,12 @@ pub enum Close {
     FrameBudgetUsed,
     MalformedToken,
     UnknownSession,
+    /// An issued session's token past its expiry.
+    SessionExpired,
+    /// An issued session's token that opened a socket before: tokens are single-use.
+    SessionUsed,
+    /// The session could not be looked up or started.
+    Internal,
 }
 
 impl Close {
@@ -120,9 +126,11 @@ impl Close {
             Close::ClientClosed | Close::LivenessPassed | Close::Replaced => 1000,
             Close::ShuttingDown => 1001,
             Close::MalformedToken => 4400,
-            Close::AuthenticationTimedOut => 4401,
+            // The seed's one code for a session that cannot go on in time.
+            Close::AuthenticationTimedOut | Close::SessionExpired | Close::SessionUsed => 4401,
             Close::UnknownSession => 4404,
             Close::FrameBudgetUsed => 4429,
+            Close::Internal => 4500,
         }
     }
 
@@ -137,6 +145,9 @@ impl Close {
             Close::FrameBudgetUsed => "session frame budget used up",
             Close::MalformedToken => "malformed session token",
             Close::UnknownSession => "unknown session: create it first",
+            Close::SessionExpired => "session expired",
+            Close::SessionUsed => "session already used",
+            Close::Internal => "internal error",
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::engine::EngineConfig;
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::events::TurnRules;
 use crate::server::session::limits::SessionLimits;
+use crate::store::StoreConfig;
 
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct ServeConfig {
@@ -24,6 +25,8 @@ pub struct ServeConfig {
     pub liveness: LivenessConfig,
     #[command(flatten)]
     pub access: AccessConfig,
+    #[command(flatten)]
+    pub store: StoreConfig,
 }
 
 impl Default for ServeConfig {
@@ -34,6 +37,7 @@ impl Default for ServeConfig {
             limits: SessionLimits::default(),
             liveness: LivenessConfig::default(),
             access: AccessConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -101,14 +105,22 @@ impl LivenessConfig {
     }
 }
 
-/// Who may open a session. Tenants and their API keys join this group when they exist.
+/// Who may open a session.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Access")]
 pub struct AccessConfig {
-    /// Any well-formed token starts a session (`true`, for development and load tests), or only
-    /// tokens issued first (`false`; others are closed with 4404).
+    /// Any well-formed token starts a liveness session (`true`, for development, the demo page
+    /// and load tests), or only tokens of sessions created over the REST API (`false`, for
+    /// production; others are closed with 4404). Issued tokens run their session either way.
     #[arg(long, env = "FACE_SERVICE_OPEN_SESSIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub open_sessions: bool,
+    /// Seconds a session created over REST may wait for its WebSocket (the seed's 10 minutes).
+    #[arg(
+        long,
+        env = "FACE_SERVICE_SESSION_LIFETIME_SECS",
+        default_value_t = 600
+    )]
+    pub session_lifetime_secs: u64,
     /// Browser origins allowed to open a WebSocket, comma-separated (e.g.
     /// `https://app.example.com`); empty allows any. Clients that send no `Origin` header
     /// (non-browser clients) are always allowed: the check stops other sites' pages, not tools.
@@ -120,6 +132,7 @@ impl Default for AccessConfig {
     fn default() -> Self {
         Self {
             open_sessions: true,
+            session_lifetime_secs: 600,
             allowed_origins: Vec::new(),
         }
     }

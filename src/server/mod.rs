@@ -23,6 +23,7 @@ use crate::engine::Engine;
 use crate::models::FaceModels;
 use crate::server::admission::{ActiveTokens, Admission};
 use crate::server::metrics::Metrics;
+use crate::tenants::Tenants;
 
 pub use config::ServeConfig;
 
@@ -45,8 +46,8 @@ pub struct AppState {
 /// A running server: where it listens, and how to stop it.
 pub struct Running {
     pub address: SocketAddr,
-    /// Tokens the server admits when sessions are not open to all.
-    pub admission: Arc<Admission>,
+    /// The tenants and their store the server serves.
+    pub tenants: Tenants,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     metrics: Arc<Metrics>,
@@ -71,8 +72,18 @@ impl Running {
     }
 }
 
-/// Binds, starts the engine, and serves until `shut_down`.
-pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<Running> {
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Opens the store, binds, starts the engine, and serves until `shut_down`.
+pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, StartError> {
+    let tenants = Tenants::open(&config.store).await?;
+    let open = config.access.open_sessions;
+    tracing::info!(
+        store = ?tenants.store().engine(),
+        sessions = if open { "open: any well-formed token starts a liveness session" }
+            else { "issued only: a WebSocket needs a session created over the REST API" },
+        "store ready"
+    );
     let device = models.device.backend.to_string();
     let landmark_model = models.landmarker.kind().description().name;
     let engine = Engine::start(models, &config.engine);
@@ -80,12 +91,16 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     let listener = TcpListener::bind(config.bind).await?;
     let address = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
-    let admission = Arc::new(Admission::new(config.access.open_sessions));
+    let admission = Arc::new(Admission::new(open, tenants.clone()));
+    let api = crate::api::ApiState {
+        tenants: tenants.clone(),
+        session_lifetime: Duration::from_secs(config.access.session_lifetime_secs),
+    };
     let state = AppState {
         config: Arc::new(config),
         engine,
         metrics: metrics.clone(),
-        admission: admission.clone(),
+        admission,
         active_tokens: Arc::default(),
         device,
         landmark_model,
@@ -93,7 +108,10 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
         shutdown: shutdown.clone(),
     };
     let mut stopping = shutdown;
-    let app = routes::router(state);
+    let app = routes::router(state)
+        .merge(crate::api::router(api))
+        .fallback(crate::api::errors::not_found)
+        .into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -104,7 +122,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> std::io::Result<R
     tracing::info!(%address, "listening");
     Ok(Running {
         address,
-        admission,
+        tenants,
         stop,
         task,
         metrics,

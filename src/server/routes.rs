@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::liveness::check::SessionKind;
 use crate::models::ModelKind;
 use crate::server::AppState;
+use crate::server::admission::Admitted;
 use crate::server::codes::RefusalKind;
 use crate::server::session::{self, SessionSetup};
 
@@ -50,36 +51,52 @@ async fn websocket(
     if !state.config.access.origin_allowed(origin) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let admitted = state.admission.admit(&token);
+    let admitted = state.admission.admit(&token).await;
     let limits = &state.config.limits;
     upgrade
         .max_message_size(limits.max_frame_bytes * 4 / 3 + 4096)
         .on_upgrade(move |mut socket| async move {
-            if let Err(close) = admitted {
-                let frame = CloseFrame {
-                    code: close.code(),
-                    reason: Utf8Bytes::from_static(close.reason()),
-                };
-                let _ = socket.send(Message::Close(Some(frame))).await;
-                return;
-            }
+            let admitted = match admitted {
+                Ok(admitted) => admitted,
+                Err(close) => {
+                    let frame = CloseFrame {
+                        code: close.code(),
+                        reason: Utf8Bytes::from_static(close.reason()),
+                    };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+            };
             let span = tracing::info_span!("session", token = %token);
             let (claim, replaced) = state.active_tokens.claim(&token);
             let config = &state.config;
+            let mut rules = config.liveness.rules();
+            let kind = match &admitted {
+                Admitted::Issued(issued) => {
+                    if let Some(blinks) = issued.required_blinks {
+                        rules.authentication_blinks = blinks;
+                    }
+                    issued.kind
+                }
+                Admitted::Open => query.session_type.unwrap_or(config.liveness.session_type),
+            };
             let setup = SessionSetup {
                 token: token.clone(),
                 id: state.next_session_id.fetch_add(1, Ordering::Relaxed),
-                kind: query.session_type.unwrap_or(config.liveness.session_type),
+                kind,
                 limits: &config.limits,
-                rules: config.liveness.rules(),
+                rules,
                 engine: &state.engine,
                 metrics: &state.metrics,
                 shutdown: state.shutdown.clone(),
                 replaced,
             };
             let (sink, stream) = socket.split();
-            session::run(sink, stream, setup).instrument(span).await;
+            let end = session::run(sink, stream, setup).instrument(span).await;
             state.active_tokens.release(&token, claim);
+            if let Admitted::Issued(issued) = &admitted {
+                state.admission.record_end(issued, &end).await;
+            }
         })
 }
 

@@ -11,6 +11,7 @@ use face_service::engine::EngineConfig;
 use face_service::models::{FaceModels, ModelOptions};
 use face_service::server::session::limits::SessionLimits;
 use face_service::server::{self, Running, ServeConfig};
+use face_service::store::StoreConfig;
 use image::{ImageFormat, RgbImage};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,8 +23,11 @@ pub type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A server for tests: any free port, one CPU worker, frames that never miss their deadline,
-/// and no rate or budget limit; the rest as `serve`'s defaults.
+/// no rate or budget limit, and a store of its own in cargo's scratch directory for tests;
+/// the rest as `serve`'s defaults.
 pub fn config() -> ServeConfig {
+    let data_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("server-{}", uuid::Uuid::new_v4()));
     ServeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         engine: EngineConfig {
@@ -39,6 +43,10 @@ pub fn config() -> ServeConfig {
             max_frames_per_session: 0,
             session_timeout_secs: 60,
             ..SessionLimits::default()
+        },
+        store: StoreConfig {
+            data_dir,
+            ..StoreConfig::default()
         },
         ..ServeConfig::default()
     }

@@ -5,6 +5,7 @@
 
 pub mod child;
 pub mod client;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 

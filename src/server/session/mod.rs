@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 
 use crate::engine::{Analyze, FrameJob, Reply, SessionId, Tracking};
-use crate::liveness::check::{LivenessCheck, LivenessRules, SessionKind, Verdict};
+use crate::liveness::check::{LivenessCheck, LivenessRules, Progress, SessionKind, Verdict};
 use crate::server::answers::{self, Answer, FaceReport, FrameContext, Timings};
 use crate::server::codes::{Close, FrameRefusal};
 use crate::server::metrics::Metrics;
@@ -103,8 +103,16 @@ struct Session<'a, E> {
     ending: Ending,
 }
 
+/// How a session ended: the close it sent (none when the socket went away or idled out), and
+/// how far it got.
+pub struct SessionEnd {
+    pub close: Option<Close>,
+    pub frames_processed: u64,
+    pub progress: Progress,
+}
+
 /// Runs a session over a socket's two halves until it closes.
-pub async fn run<E, W, R, X>(mut sink: W, mut stream: R, setup: SessionSetup<'_, E>)
+pub async fn run<E, W, R, X>(mut sink: W, mut stream: R, setup: SessionSetup<'_, E>) -> SessionEnd
 where
     E: Analyze,
     W: Sink<Message> + Unpin,
@@ -150,6 +158,7 @@ where
             .map_or(limits.session_timeout_secs, |t| t.as_secs()),
     );
     let idle_limit = Duration::from_secs(limits.session_timeout_secs);
+    let mut closed_with = None;
     if send(&mut sink, Answer::message(hello), metrics).await {
         loop {
             let reply = async {
@@ -201,12 +210,18 @@ where
                     reason: Utf8Bytes::from_static(close.reason()),
                 };
                 let _ = sink.send(Message::Close(Some(frame))).await;
+                closed_with = Some(close);
                 break;
             }
         }
     }
     metrics.open_sessions.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(frames = session.frames_processed, "session ended");
+    SessionEnd {
+        close: closed_with,
+        frames_processed: session.frames_processed,
+        progress: session.liveness.progress(),
+    }
 }
 
 impl<E: Analyze> Session<'_, E> {

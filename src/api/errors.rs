@@ -1,0 +1,117 @@
+//! Every REST error is JSON `{"detail": ...}` with its status, whatever failed: a handler, a
+//! body that does not parse, a path that does not exist, the store. Store errors are logged
+//! here and answered without their text.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::store::StoreError;
+use crate::tenants::AuthError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+    retry_after_secs: Option<i64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: detail.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 404 for what does not exist and for what belongs to another client alike, so that ids
+    /// do not leak across tenants.
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn too_many_requests(detail: String, retry_after_secs: i64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, axum::Json(json!({ "detail": self.detail }))).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::Conflict => ApiError::new(StatusCode::CONFLICT, "already exists"),
+            error => {
+                tracing::error!(%error, "store error");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store is unavailable: try again",
+                )
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Refused { reason, .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, reason.detail())
+            }
+            AuthError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// axum's JSON body, with its rejections (not JSON, wrong types, too large) answered as JSON.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => {
+                // Too large and not JSON keep their statuses; a body of the wrong shape is a
+                // 400, as the seed answers it (axum would say 422).
+                let status = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        rejection.status()
+                    }
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Err(ApiError::new(status, rejection.body_text()))
+            }
+        }
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not found.")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
+}

@@ -1,0 +1,177 @@
+//! The seed's REST API (`../shared/PROTOCOL.md`, second half): client credentials and JWTs,
+//! users, REST-issued sessions, the audit log, and an OpenAPI document generated from the
+//! handlers. Each request's caller is authenticated by `caller`; every query names the
+//! caller's client, so a tenant sees only its own rows, and another tenant's ids are 404.
+
+mod audit;
+mod caller;
+mod credentials;
+pub mod errors;
+mod pages;
+mod sessions;
+mod users;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+
+use crate::tenants::Tenants;
+
+/// Request bodies larger than this are refused (413) before they are read further: the API's
+/// bodies are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the REST handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub tenants: Tenants,
+    /// How long an issued session may wait for its socket.
+    pub session_lifetime: Duration,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/core/auth/client/", post(credentials::issue_token))
+        .route(
+            "/api/clients/clients/{client_id}/reset_credentials/",
+            post(credentials::reset),
+        )
+        .route("/api/clients/users/", post(users::create).get(users::list))
+        .route(
+            "/api/clients/users/{external_user_id}/",
+            get(users::read)
+                .put(users::replace)
+                .patch(users::update)
+                .delete(users::delete),
+        )
+        .route(
+            "/api/clients/users/{external_user_id}/activate/",
+            post(users::activate),
+        )
+        .route(
+            "/api/clients/users/{external_user_id}/deactivate/",
+            post(users::deactivate),
+        )
+        .route(
+            "/api/clients/users/{external_user_id}/enrollments/",
+            get(users::enrollments),
+        )
+        .route("/api/auth/enrollment/", post(sessions::create_enrollment))
+        .route(
+            "/api/auth/authentication/",
+            post(sessions::create_authentication),
+        )
+        .route("/api/auth/sessions/", get(sessions::list))
+        .route("/api/auth/sessions/{session}/", get(sessions::read))
+        .route(
+            "/api/auth/sessions/{session}/status/",
+            get(sessions::status),
+        )
+        .route("/api/core/audit-logs/", get(audit::list))
+        .route("/api/schema/", get(schema))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "face-service",
+        description = "The seed's REST API: client credentials, users, enrollment and \
+                       authentication sessions, audit log. Authenticate with `X-API-Key`, \
+                       `Authorization: Bearer <api_key>` or `Authorization: JWT <token>`."
+    ),
+    paths(
+        credentials::issue_token,
+        credentials::reset,
+        users::create,
+        users::list,
+        users::read,
+        users::replace,
+        users::update,
+        users::delete,
+        users::activate,
+        users::deactivate,
+        users::enrollments,
+        sessions::create_enrollment,
+        sessions::create_authentication,
+        sessions::list,
+        sessions::read,
+        sessions::status,
+        audit::list,
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3 document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn schema() -> impl IntoResponse {
+    axum::Json(openapi())
+}
+
+/// `{"detail": ...}`, the body of every error.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub detail: String,
+}
+
+/// Where the request was addressed, for the URLs the answers hand back: the `Host` header,
+/// and `https` when a proxy in front says so with `X-Forwarded-Proto`.
+pub struct RequestOrigin {
+    pub secure: bool,
+    pub host: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let secure = header("x-forwarded-proto")
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+        let host = header("host")
+            .filter(|host| !host.is_empty() && host.chars().all(is_host_char))
+            .unwrap_or("localhost")
+            .to_owned();
+        Ok(RequestOrigin { secure, host })
+    }
+}
+
+/// What a `Host` header may hold (a name or address, and a port), so that a forged header
+/// cannot put anything else into the URLs answered.
+fn is_host_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+}
+
+impl RequestOrigin {
+    pub fn http_url(&self, path_and_query: &str) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}{path_and_query}", self.host)
+    }
+
+    pub fn websocket_url(&self, token: &str) -> String {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws/auth/process-image/{token}/", self.host)
+    }
+}
+
+/// A stored time as ISO 8601 in UTC, as the seed's answers give times.
+pub fn iso(millis: crate::store::Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A stored JSON document (always written from a parsed object) back as JSON.
+fn parse_document(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!({}))
+}
