@@ -3,7 +3,8 @@
 
 use std::io::Cursor;
 
-use image::{ImageError, ImageReader, Limits, RgbImage, error::LimitErrorKind};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 use thiserror::Error;
 
 /// The largest frame accepted by default on either side: 4K video fits, a decompression bomb
@@ -46,13 +47,20 @@ pub fn decode_reusing(
     use zune_jpeg::zune_core::{
         bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
     };
-    let complete_jpeg = bytes.starts_with(&[0xFF, 0xD8]) && bytes.ends_with(&[0xFF, 0xD9]);
+    let Some(jpeg) = bytes
+        .starts_with(&[0xFF, 0xD8])
+        .then(|| through_end_marker(bytes))
+        .flatten()
+    else {
+        return decode_untrusted(bytes, max_side);
+    };
     let options = DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::RGB)
         .set_strict_mode(false);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let colour = complete_jpeg
-        && decoder.decode_headers().is_ok()
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(jpeg), options);
+    // A frame with Exif may say it is rotated; `decode` turns it upright.
+    let colour = decoder.decode_headers().is_ok()
+        && decoder.exif().is_none()
         && matches!(
             decoder.input_colorspace(),
             Some(ColorSpace::YCbCr | ColorSpace::RGB)
@@ -79,34 +87,41 @@ pub fn decode(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameError> {
     if bytes.is_empty() {
         return Err(FrameError::Empty);
     }
+    let bytes = match image::guess_format(bytes) {
+        // Bytes after the end-of-image marker (padding, a line break) are ignored, as OpenCV
+        // does. Without the marker the JPEG was cut off: the decoder would fill the rest with
+        // grey rather than fail.
+        Ok(image::ImageFormat::Jpeg) => through_end_marker(bytes)
+            .ok_or_else(|| FrameError::Damaged("truncated JPEG: no end-of-image marker".into()))?,
+        Ok(image::ImageFormat::Png) => bytes,
+        _ => return Err(FrameError::NotAnImage),
+    };
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| FrameError::Damaged(e.to_string()))?;
-    match reader.format() {
-        // The JPEG decoder fills a cut-off image with grey rather than failing; a complete JPEG
-        // ends with the end-of-image marker.
-        Some(image::ImageFormat::Jpeg) if !bytes.ends_with(&[0xFF, 0xD9]) => {
-            return Err(FrameError::Damaged(
-                "truncated JPEG: no end-of-image marker".into(),
-            ));
-        }
-        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => {}
-        _ => return Err(FrameError::NotAnImage),
-    }
     let mut limits = Limits::default();
     limits.max_image_width = Some(max_side);
     limits.max_image_height = Some(max_side);
     reader.limits(limits);
-    match reader.decode() {
-        Ok(image) => Ok(image.into_rgb8()),
-        Err(ImageError::Limits(error))
-            if matches!(error.kind(), LimitErrorKind::DimensionError) =>
-        {
-            Err(FrameError::TooLarge { max_side })
-        }
-        Err(ImageError::Limits(_)) => Err(FrameError::TooLarge { max_side }),
-        Err(error) => Err(FrameError::Damaged(error.to_string())),
-    }
+    let refusal = |error| match error {
+        ImageError::Limits(_) => FrameError::TooLarge { max_side },
+        error => FrameError::Damaged(error.to_string()),
+    };
+    let mut decoder = reader.into_decoder().map_err(refusal)?;
+    // Phones store a photo as the sensor saw it and say in Exif how to turn it; the seed's
+    // OpenCV turns it upright, and so do we, so coordinates refer to the upright image.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(refusal)?;
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+/// A JPEG up to and including its last end-of-image marker, if it has one.
+fn through_end_marker(bytes: &[u8]) -> Option<&[u8]> {
+    bytes
+        .windows(2)
+        .rposition(|pair| pair == [0xFF, 0xD9])
+        .map(|at| &bytes[..at + 2])
 }
 
 #[cfg(test)]
@@ -208,6 +223,79 @@ mod tests {
             decode_reusing(&jpeg, 100, Vec::new()),
             Err(FrameError::TooLarge { max_side: 100 })
         );
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_image_are_ignored_by_both_decoders() {
+        let jpeg = encode(
+            RgbImage::from_pixel(16, 8, image::Rgb([200, 10, 10])).into(),
+            ImageFormat::Jpeg,
+        );
+        let expected = decode(&jpeg, DEFAULT_MAX_SIDE).unwrap();
+        for tail in [&b"\r\n"[..], &[0; 64], b"trailing junk"] {
+            let padded = [&jpeg[..], tail].concat();
+            assert_eq!(decode(&padded, DEFAULT_MAX_SIDE).as_ref(), Ok(&expected));
+            assert_eq!(
+                decode_reusing(&padded, DEFAULT_MAX_SIDE, Vec::new()).as_ref(),
+                Ok(&expected)
+            );
+        }
+        // Cut before its end marker, a JPEG stays refused, whatever follows the cut.
+        let cut = [&jpeg[..jpeg.len() - 10], b"\r\n"].concat();
+        assert!(matches!(
+            decode(&cut, DEFAULT_MAX_SIDE),
+            Err(FrameError::Damaged(_))
+        ));
+    }
+
+    /// A JPEG with an Exif APP1 segment holding only an orientation tag.
+    fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+        tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+        tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_le_bytes()); // one value
+        tiff.extend_from_slice(&orientation.to_le_bytes());
+        tiff.extend_from_slice(&[0, 0]);
+        tiff.extend_from_slice(&0u32.to_le_bytes()); // no next directory
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn a_photo_tagged_as_rotated_is_decoded_upright() {
+        // Left half red, right half blue; Exif 6 says: turn 90 degrees clockwise to view.
+        let sensor = RgbImage::from_fn(32, 16, |x, _| {
+            if x < 16 {
+                image::Rgb([220, 20, 20])
+            } else {
+                image::Rgb([20, 20, 220])
+            }
+        });
+        let rotated = with_orientation(&encode(sensor.into(), ImageFormat::Jpeg), 6);
+        for upright in [
+            decode(&rotated, DEFAULT_MAX_SIDE).unwrap(),
+            decode_reusing(&rotated, DEFAULT_MAX_SIDE, Vec::new()).unwrap(),
+        ] {
+            assert_eq!(upright.dimensions(), (16, 32));
+            // The sensor's left edge is now the top.
+            assert!(
+                upright.get_pixel(8, 4).0[0] > 150,
+                "{:?}",
+                upright.get_pixel(8, 4)
+            );
+            assert!(
+                upright.get_pixel(8, 28).0[2] > 150,
+                "{:?}",
+                upright.get_pixel(8, 28)
+            );
+        }
     }
 
     /// PNG's CRC-32 (ISO 3309, reflected polynomial 0xEDB88320).

@@ -48,9 +48,7 @@ pub fn parse_text(text: &str, max_frame_bytes: usize) -> Result<ClientMessage, F
             if decoded_len > max_frame_bytes {
                 return Err(FrameRefusal::TooLarge(decoded_len, max_frame_bytes));
             }
-            let image = base64::engine::general_purpose::STANDARD
-                .decode(payload.trim())
-                .map_err(|e| FrameRefusal::Malformed(format!("bad base64: {e}")))?;
+            let image = decode_base64(payload)?;
             Ok(ClientMessage::Frame {
                 image,
                 id: message.id,
@@ -60,6 +58,23 @@ pub fn parse_text(text: &str, max_frame_bytes: usize) -> Result<ClientMessage, F
             "unknown message type `{other}`"
         ))),
     }
+}
+
+/// Standard base64, with or without line breaks: MIME-style encoders wrap at 76 columns, and
+/// the seed's `base64.b64decode` skips them.
+fn decode_base64(payload: &str) -> Result<Vec<u8>, FrameRefusal> {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let payload = payload.trim();
+    let decoded = if payload.bytes().any(|b| b.is_ascii_whitespace()) {
+        let unwrapped: Vec<u8> = payload
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        engine.decode(unwrapped)
+    } else {
+        engine.decode(payload)
+    };
+    decoded.map_err(|e| FrameRefusal::Malformed(format!("bad base64: {e}")))
 }
 
 /// Parses a binary message: the encoded image itself (an extension for non-browser clients).
@@ -116,6 +131,25 @@ mod tests {
             parse_text(r#"{"type":"ping"}"#, 100),
             Ok(ClientMessage::Ping)
         );
+    }
+
+    #[test]
+    fn base64_may_be_wrapped_in_lines() {
+        let data = base64::engine::general_purpose::STANDARD.encode([7u8; 200]);
+        let wrapped = |sep: &str| {
+            let lines: Vec<&str> = data
+                .as_bytes()
+                .chunks(76)
+                .map(|l| std::str::from_utf8(l).unwrap())
+                .collect();
+            json!({ "image": lines.join(sep) }).to_string()
+        };
+        let expected = ClientMessage::Frame {
+            image: vec![7; 200],
+            id: None,
+        };
+        assert_eq!(parse_text(&wrapped("\n"), 1000), Ok(expected.clone()));
+        assert_eq!(parse_text(&wrapped("\r\n"), 1000), Ok(expected));
     }
 
     #[test]
