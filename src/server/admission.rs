@@ -104,7 +104,7 @@ impl Admission {
 fn end_status(end: &SessionEnd) -> &'static str {
     match (end.progress.verdict, end.close) {
         (Verdict::Passed, _) => "completed",
-        (Verdict::TimedOut, _) => "timeout",
+        (Verdict::TimedOut, _) | (Verdict::InProgress, Some(Close::IdleTimeout)) => "timeout",
         (Verdict::InProgress, Some(Close::FrameBudgetUsed | Close::Internal)) => "failed",
         (Verdict::InProgress, _) => "disconnected",
     }

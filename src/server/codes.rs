@@ -18,6 +18,8 @@ pub enum FrameRefusal {
     Undecodable(FrameError),
     #[error("frames arrive faster than this session's {0} per second")]
     TooFast(f32),
+    #[error("{0} frames already wait for their answers: wait for them before sending more")]
+    Backlog(usize),
     #[error("server overloaded, frame dropped: try again")]
     Overloaded,
     #[error("frame missed its deadline")]
@@ -71,7 +73,7 @@ impl FrameRefusal {
                 RefusalKind::TooLarge
             }
             FrameRefusal::Undecodable(_) => RefusalKind::Unsupported,
-            FrameRefusal::TooFast(_) => RefusalKind::TooFast,
+            FrameRefusal::TooFast(_) | FrameRefusal::Backlog(_) => RefusalKind::TooFast,
             FrameRefusal::Overloaded => RefusalKind::Overloaded,
             FrameRefusal::DeadlineMissed => RefusalKind::DeadlineMissed,
             FrameRefusal::Internal => RefusalKind::Internal,
@@ -117,6 +119,15 @@ pub enum Close {
     SessionUsed,
     /// The session could not be looked up or started.
     Internal,
+    /// No message within the session timeout.
+    IdleTimeout,
+    /// A message over the size limit (the WebSocket library's own limits derive from
+    /// `--max-frame-bytes`).
+    MessageTooBig,
+    /// A frame that breaks the WebSocket protocol.
+    ProtocolError,
+    /// A text message that is not UTF-8.
+    InvalidUtf8,
 }
 
 impl Close {
@@ -125,9 +136,15 @@ impl Close {
         match self {
             Close::ClientClosed | Close::LivenessPassed | Close::Replaced => 1000,
             Close::ShuttingDown => 1001,
+            Close::ProtocolError => 1002,
+            Close::InvalidUtf8 => 1007,
+            Close::MessageTooBig => 1009,
             Close::MalformedToken => 4400,
             // The seed's one code for a session that cannot go on in time.
-            Close::AuthenticationTimedOut | Close::SessionExpired | Close::SessionUsed => 4401,
+            Close::AuthenticationTimedOut
+            | Close::SessionExpired
+            | Close::SessionUsed
+            | Close::IdleTimeout => 4401,
             Close::UnknownSession => 4404,
             Close::FrameBudgetUsed => 4429,
             Close::Internal => 4500,
@@ -148,6 +165,10 @@ impl Close {
             Close::SessionExpired => "session expired",
             Close::SessionUsed => "session already used",
             Close::Internal => "internal error",
+            Close::IdleTimeout => "no message within the session timeout",
+            Close::MessageTooBig => "message too big: see --max-frame-bytes",
+            Close::ProtocolError => "WebSocket protocol error",
+            Close::InvalidUtf8 => "text message is not UTF-8",
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
@@ -53,17 +52,18 @@ async fn websocket(
     }
     let admitted = state.admission.admit(&token).await;
     let limits = &state.config.limits;
+    // The largest message a frame can arrive in: base64 of the largest frame, in JSON. Past it
+    // the WebSocket library refuses to buffer more, and the session closes with 1009.
+    let max_message = limits.max_frame_bytes * 4 / 3 + 4096;
     upgrade
-        .max_message_size(limits.max_frame_bytes * 4 / 3 + 4096)
-        .on_upgrade(move |mut socket| async move {
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let (mut sink, mut stream) = socket.split();
             let admitted = match admitted {
                 Ok(admitted) => admitted,
-                Err(close) => {
-                    let frame = CloseFrame {
-                        code: close.code(),
-                        reason: Utf8Bytes::from_static(close.reason()),
-                    };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
+                Err(refusal) => {
+                    session::close(&mut sink, &mut stream, refusal).await;
                     return;
                 }
             };
@@ -91,7 +91,6 @@ async fn websocket(
                 shutdown: state.shutdown.clone(),
                 replaced,
             };
-            let (sink, stream) = socket.split();
             let end = session::run(sink, stream, setup).instrument(span).await;
             state.active_tokens.release(&token, claim);
             if let Admitted::Issued(issued) = &admitted {

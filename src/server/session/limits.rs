@@ -23,9 +23,13 @@ pub struct SessionLimits {
         default_value_t = 120
     )]
     pub max_frames_per_session: u64,
-    /// Seconds without a message after which a session is closed.
+    /// Seconds without a message after which a session is closed (4401).
     #[arg(long, env = "FACE_SERVICE_SESSION_TIMEOUT_SECS", default_value_t = 300)]
     pub session_timeout_secs: u64,
+    /// Seconds one answer may take to go out before the session is dropped: a client that
+    /// stops reading would otherwise hold its socket, its frames and its buffers for ever.
+    #[arg(long, env = "FACE_SERVICE_SEND_TIMEOUT_SECS", default_value_t = 10)]
+    pub send_timeout_secs: u64,
 }
 
 impl Default for SessionLimits {
@@ -35,12 +39,14 @@ impl Default for SessionLimits {
             max_fps: 10.0,
             max_frames_per_session: 120,
             session_timeout_secs: 300,
+            send_timeout_secs: 10,
         }
     }
 }
 
 /// Frames a session may have waiting behind the one on the device: enough to ride out a
-/// batch's delay, few enough that a client sending too fast learns it at once (503).
+/// batch's delay, few enough that a client sending faster than it is answered learns it at
+/// once (429).
 pub const MAX_WAITING_FRAMES: usize = 4;
 
 /// Why a frame was not taken.
@@ -50,7 +56,7 @@ pub enum LimitHit {
     BudgetUsed,
     /// Over the rate: this frame is refused, the session goes on.
     TooFast,
-    /// Too many frames already wait: this one is refused, the session goes on.
+    /// Too many of the session's frames already wait: this one is refused, the session goes on.
     Backlog,
 }
 

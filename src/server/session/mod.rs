@@ -24,7 +24,7 @@ use crate::server::answers::{self, Answer, FaceReport, FrameContext, Timings};
 use crate::server::codes::{Close, FrameRefusal};
 use crate::server::metrics::Metrics;
 use crate::server::protocol::{ClientMessage, parse_binary, parse_text};
-use limits::{Allowance, LimitHit, SessionLimits};
+use limits::{Allowance, LimitHit, MAX_WAITING_FRAMES, SessionLimits};
 
 /// On shutdown, how long a session may take to answer the frames it already took.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -92,6 +92,7 @@ struct Session<'a, E> {
     engine: &'a E,
     metrics: &'a Metrics,
     max_frame_bytes: usize,
+    send_timeout: Duration,
     /// Home while none of this session's frames is in the engine.
     tracking: Option<Tracking>,
     owed: VecDeque<Slot>,
@@ -117,6 +118,7 @@ where
     E: Analyze,
     W: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, X>> + Unpin,
+    X: Into<ReadFault>,
 {
     let SessionSetup {
         token,
@@ -135,6 +137,7 @@ where
         engine,
         metrics,
         max_frame_bytes: limits.max_frame_bytes,
+        send_timeout: Duration::from_secs(limits.send_timeout_secs),
         tracking: Some(Tracking::default()),
         owed: VecDeque::new(),
         in_flight: None,
@@ -159,7 +162,8 @@ where
     );
     let idle_limit = Duration::from_secs(limits.session_timeout_secs);
     let mut closed_with = None;
-    if send(&mut sink, Answer::message(hello), metrics).await {
+    let send_timeout = session.send_timeout;
+    if send(&mut sink, Answer::message(hello), metrics, send_timeout).await {
         loop {
             let reply = async {
                 match session.in_flight.as_mut() {
@@ -175,8 +179,16 @@ where
             tokio::select! {
                 message = tokio::time::timeout(idle_limit, stream.next()),
                     if session.ending == Ending::Running => {
-                    let Ok(Some(Ok(message))) = message else { break };
-                    session.on_message(message).await;
+                    match message {
+                        Ok(Some(Ok(message))) => session.on_message(message).await,
+                        Err(_idle) => session.ending = Ending::Closing(Close::IdleTimeout),
+                        Ok(Some(Err(fault))) => match fault.into().close() {
+                            Some(close) => session.ending = Ending::Closing(close),
+                            None => break,
+                        },
+                        // The peer went without a close frame.
+                        Ok(None) => break,
+                    }
                 }
                 reply = reply => {
                     let in_flight = session.in_flight.take().expect("a frame was in flight");
@@ -204,13 +216,9 @@ where
             }
             let frames_owed = session.in_flight.is_some() || !session.owed.is_empty();
             session.ending = session.ending.settled(frames_owed);
-            if let Ending::Closing(close) = session.ending {
-                let frame = CloseFrame {
-                    code: close.code(),
-                    reason: Utf8Bytes::from_static(close.reason()),
-                };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                closed_with = Some(close);
+            if let Ending::Closing(code) = session.ending {
+                close(&mut sink, &mut stream, code).await;
+                closed_with = Some(code);
                 break;
             }
         }
@@ -236,6 +244,7 @@ impl<E: Analyze> Session<'_, E> {
                 return;
             }
         };
+        let now = Instant::now();
         let (image, id) = match parsed {
             Ok(ClientMessage::Ping) => {
                 let pong = Answer::message(json!({ "type": "pong" }));
@@ -244,30 +253,23 @@ impl<E: Analyze> Session<'_, E> {
             }
             Ok(ClientMessage::Frame { image, id }) => (image, id),
             Err(refusal) => {
-                self.refuse(&refusal, None);
+                // A malformed message spends the rate and the budget as a frame does, so a
+                // flood of them is held to the same limits.
+                match self.allowance.take(now, 0) {
+                    Ok(()) => self.refuse(&refusal, None),
+                    Err(hit) => self.limit_hit(hit, None),
+                }
                 return;
             }
         };
-        let now = Instant::now();
         let waiting = self
             .owed
             .iter()
             .filter(|s| matches!(s, Slot::Frame { .. }))
             .count();
-        match self.allowance.take(now, waiting) {
-            Ok(()) => {}
-            Err(LimitHit::BudgetUsed) => {
-                self.ending = Ending::Closing(Close::FrameBudgetUsed);
-                return;
-            }
-            Err(LimitHit::TooFast) => {
-                self.refuse(&FrameRefusal::TooFast(self.allowance.max_fps()), id);
-                return;
-            }
-            Err(LimitHit::Backlog) => {
-                self.refuse(&FrameRefusal::Overloaded, id);
-                return;
-            }
+        if let Err(hit) = self.allowance.take(now, waiting) {
+            self.limit_hit(hit, id);
+            return;
         }
         match self.engine.prepare(image).await {
             Ok(frame) => self.owed.push_back(Slot::Frame {
@@ -276,6 +278,15 @@ impl<E: Analyze> Session<'_, E> {
                 received: now,
             }),
             Err(error) => self.refuse(&FrameRefusal::Undecodable(error), id),
+        }
+    }
+
+    fn limit_hit(&mut self, hit: LimitHit, id: Option<Value>) {
+        match hit {
+            // The frames taken before are still answered, then the close.
+            LimitHit::BudgetUsed => self.ending = Ending::Concluded(Close::FrameBudgetUsed),
+            LimitHit::TooFast => self.refuse(&FrameRefusal::TooFast(self.allowance.max_fps()), id),
+            LimitHit::Backlog => self.refuse(&FrameRefusal::Backlog(MAX_WAITING_FRAMES), id),
         }
     }
 
@@ -290,7 +301,7 @@ impl<E: Analyze> Session<'_, E> {
         while self.in_flight.is_none() {
             match self.owed.pop_front() {
                 Some(Slot::Ready(answer)) => {
-                    if !send(sink, answer, self.metrics).await {
+                    if !send(sink, answer, self.metrics, self.send_timeout).await {
                         return false;
                     }
                 }
@@ -422,12 +433,97 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Sends one answer, counting frame outcomes as it goes; false when the socket is gone.
-async fn send<W: Sink<Message> + Unpin>(sink: &mut W, answer: Answer, metrics: &Metrics) -> bool {
+/// Sends one answer, counting frame outcomes as it goes; false when the socket is gone or the
+/// client has not taken it within `timeout` (it stopped reading).
+async fn send<W: Sink<Message> + Unpin>(
+    sink: &mut W,
+    answer: Answer,
+    metrics: &Metrics,
+    timeout: Duration,
+) -> bool {
     if let Some(outcome) = answer.outcome {
         metrics.answered(outcome);
     }
-    sink.send(Message::Text(answer.json.into())).await.is_ok()
+    let sent = tokio::time::timeout(timeout, sink.send(Message::Text(answer.json.into()))).await;
+    match sent {
+        Ok(result) => result.is_ok(),
+        Err(_) => {
+            tracing::info!("the client stopped reading: dropping the session");
+            false
+        }
+    }
+}
+
+/// How long a closing session waits for the client to answer its close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// Sends `close` and lets the client answer it (reading and dropping whatever else comes
+/// first), so that the client has read every message before the close when TCP goes.
+pub async fn close<W, R, X>(sink: &mut W, stream: &mut R, close: Close)
+where
+    W: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, X>> + Unpin,
+{
+    let frame = CloseFrame {
+        code: close.code(),
+        reason: Utf8Bytes::from_static(close.reason()),
+    };
+    let handshake = async {
+        if close == Close::ClientClosed {
+            // The client's close came first. The WebSocket library has queued its answer, sent
+            // on the next flush, and refuses a close of ours after it; a plain sink takes ours.
+            let _ = sink.flush().await;
+            let _ = sink.send(Message::Close(Some(frame))).await;
+            return;
+        }
+        if sink.send(Message::Close(Some(frame))).await.is_ok() {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, handshake).await;
+}
+
+/// Why reading the socket failed, as far as the close goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFault {
+    TooBig,
+    Protocol,
+    InvalidUtf8,
+    /// The connection itself failed: nobody is left to tell.
+    Gone,
+}
+
+impl ReadFault {
+    fn close(self) -> Option<Close> {
+        match self {
+            ReadFault::TooBig => Some(Close::MessageTooBig),
+            ReadFault::Protocol => Some(Close::ProtocolError),
+            ReadFault::InvalidUtf8 => Some(Close::InvalidUtf8),
+            ReadFault::Gone => None,
+        }
+    }
+}
+
+impl From<axum::Error> for ReadFault {
+    fn from(error: axum::Error) -> ReadFault {
+        use tokio_tungstenite::tungstenite::Error;
+        match error.into_inner().downcast::<Error>().map(|e| *e) {
+            Ok(Error::Capacity(_)) => ReadFault::TooBig,
+            Ok(Error::Protocol(_)) => ReadFault::Protocol,
+            Ok(Error::Utf8(_)) => ReadFault::InvalidUtf8,
+            _ => ReadFault::Gone,
+        }
+    }
+}
+
+impl From<std::convert::Infallible> for ReadFault {
+    fn from(never: std::convert::Infallible) -> ReadFault {
+        match never {}
+    }
 }
 
 #[cfg(test)]
