@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use common::child::{KillOnDrop, spawn_until_stderr_says};
@@ -33,9 +34,28 @@ impl ServerProcess {
 
     /// `start` on `device` (`cpu` or `gpu`).
     fn start_on(device: &str, extra: &[&str]) -> ServerProcess {
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_face-service")),
+            device,
+            extra,
+        )
+    }
+
+    /// `start`, allowed only `files` open file descriptors (`ulimit -n`).
+    fn start_with_file_limit(files: u32, extra: &[&str]) -> ServerProcess {
+        let mut shell = Command::new("sh");
+        shell.args([
+            "-c",
+            &format!("ulimit -n {files} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_face-service"),
+        ]);
+        Self::launch(shell, "cpu", extra)
+    }
+
+    /// Runs `serve` with `command` (the binary, or a shell that execs it).
+    fn launch(mut serve: Command, device: &str, extra: &[&str]) -> ServerProcess {
         let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("process-{}", uuid::Uuid::new_v4()));
-        let mut serve = Command::new(env!("CARGO_BIN_EXE_face-service"));
         serve
             .args(["serve", "--device", device, "--bind", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -450,4 +470,57 @@ async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
         .unwrap();
     assert_eq!(refused.status(), 403);
     assert!(server.terminate().await.success());
+}
+
+/// Out of file descriptors under a flood of connections that never send a request, the server
+/// still answers a health check and opens a session: it drops the oldest idle connection to
+/// make room. (Stuck in accept errors, it would answer neither.)
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_file_descriptors_the_server_still_answers() {
+    let server = ServerProcess::start_with_file_limit(128, &["--header-timeout-secs", "600"]);
+    let pid = server.child.0.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(files.split_whitespace().nth(3), Some("128"), "{files}");
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(
+            tokio::net::TcpStream::connect(server.address)
+                .await
+                .unwrap(),
+        );
+    }
+    // 300 connections the kernel has accepted for it, 128 descriptors: the server runs out.
+    // A connection the server drops before answering is retried.
+    let health = async {
+        loop {
+            let attempt = async {
+                let mut tcp = tokio::net::TcpStream::connect(server.address).await.ok()?;
+                let request =
+                    "GET /api/health/ HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+                tcp.write_all(request.as_bytes()).await.ok()?;
+                let mut response = String::new();
+                tcp.read_to_string(&mut response).await.ok()?;
+                response.starts_with("HTTP/1.1 200").then_some(response)
+            };
+            if let Ok(Some(response)) = tokio::time::timeout(Duration::from_secs(2), attempt).await
+            {
+                return response;
+            }
+        }
+    };
+    let health = tokio::time::timeout(Duration::from_secs(30), health)
+        .await
+        .expect("a health answer within 30 s");
+    assert!(health.contains("healthy"), "{health}");
+    let mut client = connect(server.address, "after_flood").await;
+    client
+        .send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut client).await["type"], "pong");
+    drop(idle);
 }

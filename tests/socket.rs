@@ -361,3 +361,33 @@ fn exif_orientation_6(jpeg: &[u8]) -> Vec<u8> {
     let length = ((segment.len() + 2) as u16).to_be_bytes();
     [&jpeg[..2], &[0xFF, 0xE1], &length, &segment, &jpeg[2..]].concat()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_request_heads_are_cut_off_and_crowd_nobody_out() {
+    let mut serve = config();
+    serve.connections.header_timeout_secs = 1;
+    serve.connections.max_pending_connections = 64;
+    let server = start(serve).await;
+    // Slowloris: 300 connections that start a request and never finish its head.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut tcp = TcpStream::connect(server.address).await.unwrap();
+        tcp.write_all(b"GET /api/health/ HTTP/1.1\r\nHost: slow\r\n")
+            .await
+            .unwrap();
+        slow.push(tcp);
+    }
+    // Meanwhile real clients get through.
+    let health = get_text(server.address, "/api/health/").await;
+    assert!(health.contains("healthy"), "{health}");
+    let mut client = connect(server.address, "under_attack").await;
+    send(&mut client, Message::text(r#"{"type":"ping"}"#)).await;
+    assert_eq!(next_json(&mut client).await["type"], "pong");
+    // And every slow connection is closed: crowded out, or past its deadline.
+    for mut tcp in slow {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "a slow connection still open after 5 s");
+    }
+    server.shut_down().await.unwrap();
+}

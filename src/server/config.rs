@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::engine::EngineConfig;
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::events::TurnRules;
+use crate::server::listener::ConnectionLimits;
 use crate::server::session::limits::SessionLimits;
 use crate::store::StoreConfig;
 
@@ -26,6 +27,8 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub access: AccessConfig,
     #[command(flatten)]
+    pub connections: ConnectionLimits,
+    #[command(flatten)]
     pub store: StoreConfig,
 }
 
@@ -37,6 +40,7 @@ impl Default for ServeConfig {
             limits: SessionLimits::default(),
             liveness: LivenessConfig::default(),
             access: AccessConfig::default(),
+            connections: ConnectionLimits::default(),
             store: StoreConfig::default(),
         }
     }

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod answers;
 pub mod codes;
 pub mod config;
+pub mod listener;
 pub mod metrics;
 pub mod protocol;
 mod routes;
@@ -49,7 +50,7 @@ pub struct Running {
     /// The tenants and their store the server serves.
     pub tenants: Tenants,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -57,8 +58,8 @@ impl Running {
     /// Stops accepting, tells open sessions `1001`, and waits for them to finish.
     pub async fn shut_down(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
-        let served = self.task.await.expect("the server task does not panic");
-        // axum's graceful shutdown does not wait for connections upgraded to WebSockets: wait
+        self.task.await.expect("the server task does not panic");
+        // The listener's graceful shutdown does not wait for connections upgraded to WebSockets: wait
         // here for the sessions to answer what they took and close, each within its grace
         // period, or the process would exit under them and cut their sockets.
         let deadline =
@@ -68,7 +69,7 @@ impl Running {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        served
+        Ok(())
     }
 }
 
@@ -107,17 +108,13 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
         next_session_id: Arc::default(),
         shutdown: shutdown.clone(),
     };
-    let mut stopping = shutdown;
+    let stopping = shutdown;
+    let connections = state.config.connections.clone();
     let app = routes::router(state)
         .merge(crate::api::router(api))
-        .fallback(crate::api::errors::not_found)
-        .into_make_service_with_connect_info::<SocketAddr>();
+        .fallback(crate::api::errors::not_found);
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-            })
-            .await
+        listener::serve(listener, app, &connections, stopping).await;
     });
     tracing::info!(%address, "listening");
     Ok(Running {
