@@ -116,6 +116,16 @@ pub fn decode(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameError> {
     Ok(image.into_rgb8())
 }
 
+/// The width and height a JPEG or PNG says it has, read from its header alone; `None` when
+/// the header does not parse (decoding will say why).
+pub fn declared_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
 /// A JPEG up to and including its last end-of-image marker, if it has one.
 fn through_end_marker(bytes: &[u8]) -> Option<&[u8]> {
     bytes
@@ -246,6 +256,15 @@ mod tests {
             decode(&cut, DEFAULT_MAX_SIDE),
             Err(FrameError::Damaged(_))
         ));
+    }
+
+    #[test]
+    fn the_size_a_frame_declares_comes_from_its_header() {
+        let png = encode(RgbImage::new(30, 20).into(), ImageFormat::Png);
+        assert_eq!(declared_size(&png), Some((30, 20)));
+        let jpeg = encode(RgbImage::new(64, 48).into(), ImageFormat::Jpeg);
+        assert_eq!(declared_size(&jpeg), Some((64, 48)));
+        assert_eq!(declared_size(b"not an image"), None);
     }
 
     /// A JPEG with an Exif APP1 segment holding only an orientation tag.

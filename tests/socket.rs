@@ -391,3 +391,36 @@ async fn slow_request_heads_are_cut_off_and_crowd_nobody_out() {
     }
     server.shut_down().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frames_dear_to_decode_are_held_to_the_sessions_pixels_per_second() {
+    // Two 512x512 frames a second at most.
+    let server = start(with_limits(SessionLimits {
+        max_pixels_per_second: 2 * 512 * 512,
+        ..config().limits
+    }))
+    .await;
+    let jpeg = astronaut_jpeg();
+    let mut costly = connect(server.address, "costly_1").await;
+    for id in 0..3 {
+        send(&mut costly, frame_message(&jpeg, id)).await;
+    }
+    let answers = [
+        next_json(&mut costly).await,
+        next_json(&mut costly).await,
+        next_json(&mut costly).await,
+    ];
+    assert_eq!(answers[0]["success"], true);
+    assert_eq!(answers[1]["success"], true);
+    assert_eq!(answers[2]["code"], 429);
+    assert!(
+        answers[2]["error"].as_str().unwrap().contains("pixels"),
+        "{}",
+        answers[2]
+    );
+    // Another session has its own allowance.
+    let mut other = connect(server.address, "costly_2").await;
+    send(&mut other, frame_message(&jpeg, 9)).await;
+    assert_eq!(next_json(&mut other).await["success"], true);
+    server.shut_down().await.unwrap();
+}

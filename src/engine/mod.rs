@@ -147,6 +147,9 @@ pub trait Analyze: Send + Sync + 'static {
     /// Queues a frame; the reply comes when it has run or been refused. A reply that never
     /// comes (the sender dropped) means the engine has stopped.
     fn analyze(&self, job: FrameJob) -> oneshot::Receiver<Reply>;
+    /// The largest width or height of a frame the engine decodes; larger frames are refused
+    /// from their header.
+    fn max_frame_side(&self) -> u32;
 }
 
 /// The running engine: cheap to clone, shared by every session.
@@ -208,6 +211,10 @@ impl Analyze for Engine {
                 ))
             })
             .map(Frame::Decoded)
+    }
+
+    fn max_frame_side(&self) -> u32 {
+        self.max_frame_side
     }
 
     fn analyze(&self, job: FrameJob) -> oneshot::Receiver<Reply> {

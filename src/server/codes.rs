@@ -20,6 +20,10 @@ pub enum FrameRefusal {
     TooFast(f32),
     #[error("{0} frames already wait for their answers: wait for them before sending more")]
     Backlog(usize),
+    #[error(
+        "frames arrive with more pixels than this session's {0} a second: send smaller frames or fewer"
+    )]
+    TooManyPixels(u64),
     #[error("server overloaded, frame dropped: try again")]
     Overloaded,
     #[error("frame missed its deadline")]
@@ -73,7 +77,9 @@ impl FrameRefusal {
                 RefusalKind::TooLarge
             }
             FrameRefusal::Undecodable(_) => RefusalKind::Unsupported,
-            FrameRefusal::TooFast(_) | FrameRefusal::Backlog(_) => RefusalKind::TooFast,
+            FrameRefusal::TooFast(_)
+            | FrameRefusal::Backlog(_)
+            | FrameRefusal::TooManyPixels(_) => RefusalKind::TooFast,
             FrameRefusal::Overloaded => RefusalKind::Overloaded,
             FrameRefusal::DeadlineMissed => RefusalKind::DeadlineMissed,
             FrameRefusal::Internal => RefusalKind::Internal,

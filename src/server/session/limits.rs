@@ -23,6 +23,16 @@ pub struct SessionLimits {
         default_value_t = 120
     )]
     pub max_frames_per_session: u64,
+    /// Pixels one session's frames may have in any second, read from their headers before
+    /// they are decoded (429 above; 0: no limit). Decoding costs by the pixel, so a session
+    /// of small files that decode to huge frames is held back before it costs the others.
+    /// The default takes 1080p at 10 frames a second.
+    #[arg(
+        long,
+        env = "FACE_SERVICE_MAX_PIXELS_PER_SECOND",
+        default_value_t = 25_000_000
+    )]
+    pub max_pixels_per_second: u64,
     /// Seconds without a message after which a session is closed (4401).
     #[arg(long, env = "FACE_SERVICE_SESSION_TIMEOUT_SECS", default_value_t = 300)]
     pub session_timeout_secs: u64,
@@ -38,6 +48,7 @@ impl Default for SessionLimits {
             max_frame_bytes: 4 << 20,
             max_fps: 10.0,
             max_frames_per_session: 120,
+            max_pixels_per_second: 25_000_000,
             session_timeout_secs: 300,
             send_timeout_secs: 10,
         }
@@ -58,6 +69,8 @@ pub enum LimitHit {
     TooFast,
     /// Too many of the session's frames already wait: this one is refused, the session goes on.
     Backlog,
+    /// The frame's pixels would take the session past its pixels per second.
+    TooManyPixels,
 }
 
 /// A session's use of its limits.
@@ -68,6 +81,9 @@ pub struct Allowance {
     accepted: u64,
     /// When the frames taken in the last second arrived, oldest first.
     recent: VecDeque<Instant>,
+    max_pixels: u64,
+    /// When the frames of the last second whose pixels were taken arrived, and their pixels.
+    recent_pixels: VecDeque<(Instant, u64)>,
 }
 
 impl Allowance {
@@ -77,7 +93,34 @@ impl Allowance {
             max_frames: limits.max_frames_per_session,
             accepted: 0,
             recent: VecDeque::new(),
+            max_pixels: limits.max_pixels_per_second,
+            recent_pixels: VecDeque::new(),
         }
+    }
+
+    /// Takes a frame of `pixels` arriving at `now`, or refuses it for the session's pixels
+    /// per second; a refused frame's pixels do not count.
+    pub fn take_pixels(&mut self, now: Instant, pixels: u64) -> Result<(), LimitHit> {
+        if self.max_pixels == 0 {
+            return Ok(());
+        }
+        while self
+            .recent_pixels
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.recent_pixels.pop_front();
+        }
+        let in_last_second: u64 = self.recent_pixels.iter().map(|(_, p)| p).sum();
+        if in_last_second + pixels > self.max_pixels {
+            return Err(LimitHit::TooManyPixels);
+        }
+        self.recent_pixels.push_back((now, pixels));
+        Ok(())
+    }
+
+    pub fn max_pixels(&self) -> u64 {
+        self.max_pixels
     }
 
     /// Takes a frame arriving at `now` with `waiting` of the session's frames already waiting,
@@ -154,6 +197,28 @@ mod tests {
         for i in 0..500 {
             assert_eq!(allowance.take(t0 + i * 10 * MS, 0), Ok(()));
         }
+    }
+
+    #[test]
+    fn pixels_are_counted_over_the_last_second() {
+        let mut allowance = allowance_of(1000);
+        let t0 = Instant::now();
+        assert_eq!(allowance.take_pixels(t0, 600), Ok(()));
+        assert_eq!(
+            allowance.take_pixels(t0 + 10 * MS, 600),
+            Err(LimitHit::TooManyPixels)
+        );
+        assert_eq!(allowance.take_pixels(t0 + 20 * MS, 400), Ok(()));
+        assert_eq!(allowance.take_pixels(t0 + 1000 * MS, 600), Ok(()));
+        let mut unlimited = allowance_of(0);
+        assert_eq!(unlimited.take_pixels(t0, u64::MAX / 2), Ok(()));
+    }
+
+    fn allowance_of(max_pixels_per_second: u64) -> Allowance {
+        Allowance::new(&SessionLimits {
+            max_pixels_per_second,
+            ..SessionLimits::default()
+        })
     }
 
     #[test]

@@ -267,7 +267,16 @@ impl<E: Analyze> Session<'_, E> {
             .iter()
             .filter(|s| matches!(s, Slot::Frame { .. }))
             .count();
-        if let Err(hit) = self.allowance.take(now, waiting) {
+        // Frames past the largest side are refused from their header as they are decoded.
+        let max_side = self.engine.max_frame_side();
+        let pixels = crate::frame::declared_size(&image)
+            .filter(|(width, height)| *width.max(height) <= max_side)
+            .map_or(0, |(width, height)| u64::from(width) * u64::from(height));
+        let taken = self
+            .allowance
+            .take(now, waiting)
+            .and_then(|()| self.allowance.take_pixels(now, pixels));
+        if let Err(hit) = taken {
             self.limit_hit(hit, id);
             return;
         }
@@ -287,6 +296,10 @@ impl<E: Analyze> Session<'_, E> {
             LimitHit::BudgetUsed => self.ending = Ending::Concluded(Close::FrameBudgetUsed),
             LimitHit::TooFast => self.refuse(&FrameRefusal::TooFast(self.allowance.max_fps()), id),
             LimitHit::Backlog => self.refuse(&FrameRefusal::Backlog(MAX_WAITING_FRAMES), id),
+            LimitHit::TooManyPixels => self.refuse(
+                &FrameRefusal::TooManyPixels(self.allowance.max_pixels()),
+                id,
+            ),
         }
     }
 

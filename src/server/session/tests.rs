@@ -39,6 +39,10 @@ impl Analyze for HandEngine {
         let _ = self.jobs.send((job, reply));
         receiver
     }
+
+    fn max_frame_side(&self) -> u32 {
+        crate::frame::DEFAULT_MAX_SIDE
+    }
 }
 
 /// A session running on its own task, and the test's ends of its socket and engine.
