@@ -5,7 +5,10 @@
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+
+use super::MAX_BODY_BYTES;
 use serde_json::json;
 
 use crate::store::StoreError;
@@ -87,19 +90,42 @@ impl From<AuthError> for ApiError {
 /// axum's JSON body, with its rejections (not JSON, wrong types, too large) answered as JSON.
 pub struct Body<T>(pub T);
 
+/// How much of a body over the limit is still read (and dropped) before the 413 goes out: a
+/// server that answers while the client is still sending resets the connection, and the
+/// client may never see the answer. Past this the connection is cut.
+const DRAINED_BYTES: usize = 8 << 20;
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let mut chunks = body.into_data_stream();
+        let (mut kept, mut seen) = (Vec::new(), 0usize);
+        while let Some(chunk) = chunks.next().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+            seen += chunk.len();
+            if seen <= MAX_BODY_BYTES {
+                kept.extend_from_slice(&chunk);
+            } else if seen > DRAINED_BYTES {
+                break;
+            }
+        }
+        if seen > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large: at most {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(kept));
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Body(value)),
             Err(rejection) => {
-                // Too large and not JSON keep their statuses; a body of the wrong shape is a
-                // 400, as the seed answers it (axum would say 422).
+                // Not JSON keeps its status; a body of the wrong shape is a 400, as the seed
+                // answers it (axum would say 422).
                 let status = match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                        rejection.status()
-                    }
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => rejection.status(),
                     _ => StatusCode::BAD_REQUEST,
                 };
                 Err(ApiError::new(status, rejection.body_text()))

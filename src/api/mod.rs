@@ -14,7 +14,7 @@ mod users;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -22,8 +22,8 @@ use utoipa::OpenApi;
 
 use crate::tenants::Tenants;
 
-/// Request bodies larger than this are refused (413) before they are read further: the API's
-/// bodies are a few hundred bytes.
+/// Request bodies larger than this are refused (413): the API's bodies are a few hundred
+/// bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the REST handlers share.
@@ -74,7 +74,6 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/core/audit-logs/", get(audit::list))
         .route("/api/schema/", get(schema))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(state)
 }
