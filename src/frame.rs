@@ -332,4 +332,22 @@ mod tests {
         }
         !crc
     }
+
+    /// The decoders themselves (not only `decode_untrusted`'s guard) refuse damaged frames
+    /// without panicking.
+    #[test]
+    fn damaged_frames_are_errors_never_panics() {
+        let photo = crate::bench::footage::carphone_frames()
+            .unwrap()
+            .swap_remove(10);
+        let small = image::imageops::thumbnail(&photo, 48, 40);
+        let jpeg = encode(small.clone().into(), ImageFormat::Jpeg);
+        let png = encode(small.into(), ImageFormat::Png);
+        for original in [&jpeg, &png] {
+            crate::mutations::never_panics(original, crate::mutations::cases(300), |bytes| {
+                let _ = decode(bytes, DEFAULT_MAX_SIDE);
+                let _ = declared_size(bytes);
+            });
+        }
+    }
 }

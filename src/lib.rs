@@ -27,6 +27,8 @@ pub mod frame;
 pub mod gpu;
 pub mod liveness;
 pub mod models;
+#[cfg(test)]
+pub(crate) mod mutations;
 pub mod overlay;
 pub mod pipeline;
 pub mod server;

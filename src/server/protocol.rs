@@ -179,4 +179,17 @@ mod tests {
         assert!(!token_is_well_formed("../etc"));
         assert!(!token_is_well_formed(&"a".repeat(129)));
     }
+
+    #[test]
+    fn damaged_messages_are_refusals_never_panics() {
+        let message = json!({ "type": "frame", "image": "data:image/jpeg;base64,/9j/4AAQSkZJRg==", "id": [1, {"a": null}] });
+        crate::mutations::never_panics(
+            message.to_string().as_bytes(),
+            crate::mutations::cases(5000),
+            |bytes| {
+                let _ = parse_text(&String::from_utf8_lossy(bytes), 1 << 20);
+                let _ = parse_binary(bytes.to_vec(), 64);
+            },
+        );
+    }
 }

@@ -450,4 +450,13 @@ pub(crate) mod tests {
         bytes[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(TfliteModel::parse(&bytes).is_err());
     }
+
+    #[test]
+    fn damaged_weight_files_are_errors_never_panics() {
+        // The header and the first tensors' tables, where the reader follows offsets.
+        let head = &LANDMARKS[..LANDMARKS.len().min(64 << 10)];
+        crate::mutations::never_panics(head, crate::mutations::cases(400), |bytes| {
+            let _ = TfliteModel::parse(bytes);
+        });
+    }
 }
