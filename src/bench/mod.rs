@@ -4,6 +4,7 @@
 
 pub mod footage;
 pub mod server_metrics;
+pub mod soak;
 pub mod sweep;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -26,7 +26,7 @@ impl MetricsSample {
         Self(samples)
     }
 
-    fn get(&self, key: &str) -> f64 {
+    pub fn get(&self, key: &str) -> f64 {
         self.0.get(key).copied().unwrap_or(0.0)
     }
 }

@@ -46,6 +46,11 @@ pub struct BenchArgs {
     /// In a sweep, a step is served only with its p99 latency at most this many ms.
     #[arg(long, default_value_t = 500.0)]
     pub p99_bound_ms: f64,
+    /// Soak: sample the server's resident memory, threads and open files (from its
+    /// `/metrics`) every this many seconds while the load runs for --seconds, and report each
+    /// series with its slope per hour.
+    #[arg(long, conflicts_with = "sweep")]
+    pub soak_every_secs: Option<f64>,
     /// In a sweep, draw answers per second and p99 latency against sessions into this SVG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -83,6 +88,15 @@ pub fn run(args: BenchArgs) -> Result<(), AnyError> {
         progress: true,
     };
     let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(every) = args.soak_every_secs {
+        let report = runtime.block_on(bench::soak::soak(config, Duration::from_secs_f64(every)))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{}", report.summary());
+        }
+        return Ok(());
+    }
     if args.sweep.is_empty() {
         let report = runtime.block_on(bench::run(config))?;
         if args.json {

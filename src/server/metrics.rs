@@ -90,7 +90,23 @@ impl Metrics {
                 self.refused(kind)
             );
         }
+        let process = ProcessUsage::read();
         let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory of the process.",
+                process.resident_bytes,
+            ),
+            (
+                "process_threads",
+                "Threads of the process.",
+                process.threads,
+            ),
+            (
+                "process_open_fds",
+                "File descriptors the process holds open.",
+                process.open_files,
+            ),
             (
                 "face_service_queue_depth",
                 "Frames waiting for the device.",
@@ -185,5 +201,33 @@ mod tests {
         assert!(text.contains("face_service_frames_total{outcome=\"refused\",code=\"429\"} 2\n"));
         assert!(text.contains("face_service_frames_total{outcome=\"refused\",code=\"503\"} 1\n"));
         assert!(text.contains("face_service_frames_total{outcome=\"refused\",code=\"400\"} 0\n"));
+    }
+}
+
+/// What the process holds, from `/proc/self` (zeros where there is no `/proc`): what a soak
+/// watches for leaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessUsage {
+    pub resident_bytes: u64,
+    pub threads: u64,
+    pub open_files: u64,
+}
+
+impl ProcessUsage {
+    pub fn read() -> ProcessUsage {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.split_whitespace().next())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        };
+        ProcessUsage {
+            resident_bytes: field("VmRSS:") * 1024,
+            threads: field("Threads:"),
+            open_files: std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count() as u64),
+        }
     }
 }
