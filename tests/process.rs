@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use common::child::{KillOnDrop, spawn_until_stderr_says};
 use common::client::{astronaut_jpeg, connect, get_text, next_json};
+use face_service::server::metrics::ProcessUsage;
 
 /// A running server process, killed if the test ends without stopping it.
 struct ServerProcess {
@@ -89,17 +90,9 @@ impl ServerProcess {
 
     /// Resident memory in KiB and thread count, from `/proc/PID/status`.
     fn usage(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
-        (field("VmRSS:"), field("Threads:"))
+        let usage = ProcessUsage::of(&format!("/proc/{}", self.child.0.id()));
+        assert!(usage.threads > 0, "no /proc/PID/status for the server");
+        (usage.resident_bytes / 1024, usage.threads)
     }
 
     async fn status(&self, path: &str) -> Value {

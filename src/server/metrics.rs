@@ -215,7 +215,12 @@ pub struct ProcessUsage {
 
 impl ProcessUsage {
     pub fn read() -> ProcessUsage {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        ProcessUsage::of("/proc/self")
+    }
+
+    /// The process whose `/proc` directory is `proc_dir` (`/proc/PID`).
+    pub fn of(proc_dir: &str) -> ProcessUsage {
+        let status = std::fs::read_to_string(format!("{proc_dir}/status")).unwrap_or_default();
         let field = |name: &str| -> u64 {
             status
                 .lines()
@@ -227,7 +232,8 @@ impl ProcessUsage {
         ProcessUsage {
             resident_bytes: field("VmRSS:") * 1024,
             threads: field("Threads:"),
-            open_files: std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count() as u64),
+            open_files: std::fs::read_dir(format!("{proc_dir}/fd"))
+                .map_or(0, |fds| fds.count() as u64),
         }
     }
 }

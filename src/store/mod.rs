@@ -58,6 +58,16 @@ impl Default for StoreConfig {
     }
 }
 
+impl StoreConfig {
+    /// Makes `--data-dir` if it is missing.
+    pub fn create_data_dir(&self) -> StoreResult<&Path> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            StoreError::Config(format!("creating {}: {e}", self.data_dir.display()))
+        })?;
+        Ok(&self.data_dir)
+    }
+}
+
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -105,9 +115,7 @@ impl Store {
                 ));
             }
             None => {
-                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                    StoreError::Config(format!("creating {}: {e}", config.data_dir.display()))
-                })?;
+                config.create_data_dir()?;
                 (
                     sqlite_url(&config.data_dir.join("face-service.db")),
                     Engine::Sqlite,

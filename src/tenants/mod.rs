@@ -126,10 +126,7 @@ impl Tenants {
                 ));
             }
             (None, None) => {
-                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                    StoreError::Config(format!("creating {}: {e}", config.data_dir.display()))
-                })?;
-                MasterKey::load_or_create(&config.data_dir.join("master.key"))
+                MasterKey::load_or_create(&config.create_data_dir()?.join("master.key"))
                     .map_err(StoreError::Config)?
             }
         };
