@@ -465,9 +465,11 @@ async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
     assert!(server.terminate().await.success());
 }
 
-/// Out of file descriptors under a flood of connections that never send a request, the server
-/// still answers a health check and opens a session: it drops the oldest idle connection to
-/// make room. (Stuck in accept errors, it would answer neither.)
+/// Under a flood of connections that never send a request, with few file descriptors, the
+/// server still answers a health check, opens a session (which reads the store) and keeps the
+/// session it was running: it caps connections below the open-file limit and drops the oldest
+/// idle one to make room. (Stuck in accept errors, or out of descriptors for its store, it
+/// would answer neither.)
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_file_descriptors_the_server_still_answers() {
     let server = ServerProcess::start_with_file_limit(128, &["--header-timeout-secs", "600"]);
@@ -478,6 +480,7 @@ async fn out_of_file_descriptors_the_server_still_answers() {
         .find(|l| l.starts_with("Max open files"))
         .unwrap();
     assert_eq!(files.split_whitespace().nth(3), Some("128"), "{files}");
+    let mut before_flood = connect(server.address, "before_flood").await;
     let mut idle = Vec::new();
     for _ in 0..300 {
         idle.push(
@@ -515,5 +518,11 @@ async fn out_of_file_descriptors_the_server_still_answers() {
         .await
         .unwrap();
     assert_eq!(next_json(&mut client).await["type"], "pong");
+    // A session already running keeps its place through the flood.
+    before_flood
+        .send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut before_flood).await["type"], "pong");
     drop(idle);
 }

@@ -1,20 +1,28 @@
-//! The accept loop under the router. A connection that has not sent a whole request head is
-//! "pending": it costs a file descriptor and gives nothing. Slow-header attacks (slowloris)
-//! hold many of them, so each pending connection has a deadline for its head, their number is
-//! capped, and when the cap is reached or the process runs out of file descriptors the oldest
-//! pending one is dropped to make room. A real client's request then gets through, even under
-//! such an attack: a new session, or a health check.
+//! The accept loop under the router. Every connection costs a file descriptor, and a process
+//! that runs out of them cannot open its store, read a file or accept anyone: so connections
+//! are capped below the open-file limit, leaving the rest to the server's own files.
+//!
+//! A connection that has not sent a whole request head is "pending": it costs a descriptor and
+//! gives nothing. Slow-header attacks (slowloris) hold many of them, so each pending connection
+//! has a deadline for its head, their number is capped, and when either cap is reached (or the
+//! process runs out of descriptors all the same) the oldest pending one is dropped to make
+//! room. A real client's request then gets through, even under such an attack: a new session,
+//! or a health check. Sessions already running are never dropped for newcomers.
 
 use std::collections::BTreeMap;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tower::ServiceExt;
 
 /// Limits on connections that have not yet sent a request. Flags of `serve`.
@@ -31,6 +39,45 @@ pub struct ConnectionLimits {
         default_value_t = 256
     )]
     pub max_pending_connections: usize,
+    /// Open connections at once, HTTP and WebSocket; past it new ones wait in the kernel's
+    /// backlog. Default: the open-file limit (raised to its hard limit at start) less
+    /// the 64 descriptors kept for the store, the models and the logs.
+    #[arg(long, env = "FACE_SERVICE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+}
+
+/// Descriptors kept out of the connection cap for everything else the process opens.
+const RESERVED_FILES: u64 = 64;
+
+impl ConnectionLimits {
+    /// The connection cap: the flag, or what the open-file limit leaves.
+    fn cap(&self, open_file_limit: u64) -> usize {
+        let cap = self.max_connections.unwrap_or_else(|| {
+            usize::try_from(open_file_limit.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX)
+        });
+        cap.clamp(1, Semaphore::MAX_PERMITS)
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (a server that holds a socket per client
+/// wants them all; the soft default is often 1,024) and returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(current) = limit.current else {
+        return u64::MAX;
+    };
+    if limit.maximum != Some(current) {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return limit.maximum.unwrap_or(u64::MAX),
+            Err(error) => tracing::warn!(%error, current, "raising the open-file limit"),
+        }
+    }
+    current
 }
 
 impl Default for ConnectionLimits {
@@ -38,6 +85,7 @@ impl Default for ConnectionLimits {
         Self {
             header_timeout_secs: 10,
             max_pending_connections: 256,
+            max_connections: None,
         }
     }
 }
@@ -73,6 +121,53 @@ impl Pending {
     }
 }
 
+/// A connection's socket holding its place under the cap, which it gives back when the socket
+/// closes: whether hyper owns it last or, after an upgrade, the WebSocket session.
+struct Counted {
+    tcp: TcpStream,
+    _place: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
 /// Serves `app` on `listener` until `stop` turns true, then lets HTTP requests in progress
 /// finish (upgraded WebSockets drain on their own, see `session`).
 pub async fn serve(
@@ -86,8 +181,25 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_timeout_secs));
+    let open_file_limit = raise_open_file_limit();
+    let cap = limits.cap(open_file_limit);
+    tracing::info!(connections = cap, open_file_limit, "connections capped");
+    let places = Arc::new(Semaphore::new(cap));
     let mut next_id = 0u64;
     loop {
+        // A place under the cap before accepting. When all are taken the oldest pending
+        // connection gives its place up; with none pending, wait for a connection to end while
+        // new ones queue in the kernel's backlog.
+        let place = match places.clone().try_acquire_owned() {
+            Ok(place) => place,
+            Err(_) => {
+                pending.drop_oldest();
+                tokio::select! {
+                    place = places.clone().acquire_owned() => place.expect("never closed"),
+                    _ = stop.wait_for(|stop| *stop) => break,
+                }
+            }
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
@@ -123,8 +235,9 @@ pub async fn serve(
                 app.clone().oneshot(request)
             })
         };
+        let counted = Counted { tcp, _place: place };
         let connection = http
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(counted), service)
             .with_upgrades();
         let pending = pending.clone();
         let mut stopping = stop.clone();
@@ -146,4 +259,23 @@ pub async fn serve(
     drop(listener);
     let drained = async { while connections.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_for_the_servers_own_files() {
+        let limits = ConnectionLimits::default();
+        assert_eq!(limits.cap(1024), 960);
+        assert_eq!(limits.cap(128), 64);
+        // Never zero, or nothing would be accepted at all.
+        assert_eq!(limits.cap(10), 1);
+        let flagged = ConnectionLimits {
+            max_connections: Some(5000),
+            ..limits
+        };
+        assert_eq!(flagged.cap(1024), 5000);
+    }
 }
