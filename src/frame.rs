@@ -126,6 +126,21 @@ pub fn declared_size(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()
 }
 
+/// The most memory decoding `bytes` takes at once, from its header alone: the decoder's
+/// buffer, a turned copy of it for an Exif orientation, and the RGB result. `None` when the
+/// header does not parse or declares a side over `max_side`: decoding refuses those before
+/// it allocates.
+pub fn decode_cost(bytes: &[u8], max_side: u32) -> Option<u64> {
+    let decoder = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_decoder()
+        .ok()?;
+    let (width, height) = decoder.dimensions();
+    (width.max(height) <= max_side)
+        .then(|| 2 * decoder.total_bytes() + 3 * u64::from(width) * u64::from(height))
+}
+
 /// A JPEG up to and including its last end-of-image marker, if it has one.
 fn through_end_marker(bytes: &[u8]) -> Option<&[u8]> {
     bytes
@@ -203,6 +218,25 @@ mod tests {
                 max_side: DEFAULT_MAX_SIDE
             })
         );
+    }
+
+    #[test]
+    fn the_decode_cost_is_read_from_the_header() {
+        // 16-bit RGBA: 8 bytes a pixel in the decoder, 3 in the result.
+        let deep = image::ImageBuffer::<image::Rgba<u16>, _>::new(64, 32);
+        let png = encode(DynamicImage::ImageRgba16(deep), ImageFormat::Png);
+        assert_eq!(
+            decode_cost(&png, DEFAULT_MAX_SIDE),
+            Some(2 * 64 * 32 * 8 + 3 * 64 * 32)
+        );
+        let jpeg = encode(RgbImage::new(40, 30).into(), ImageFormat::Jpeg);
+        assert_eq!(
+            decode_cost(&jpeg, DEFAULT_MAX_SIDE),
+            Some(2 * 40 * 30 * 3 + 3 * 40 * 30)
+        );
+        // Over the side limit, or no header: decoding refuses it before allocating.
+        assert_eq!(decode_cost(&png, 63), None);
+        assert_eq!(decode_cost(b"not an image", DEFAULT_MAX_SIDE), None);
     }
 
     /// The reusing decoder gives `decode`'s pixels and errors, whatever buffer it is handed.

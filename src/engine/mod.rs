@@ -9,6 +9,7 @@
 //! "device" is the cores: one worker per core, each taking frames still encoded and decoding,
 //! tracking and measuring each in one go, while its pixels are in that core's cache.
 
+pub mod decode_budget;
 pub mod metrics;
 pub mod queue;
 pub mod stages;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 use tokio::sync::oneshot;
 
+use crate::engine::decode_budget::DecodeBudget;
 use crate::frame::{self, FrameError};
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMeshOptions};
@@ -61,6 +63,15 @@ pub struct EngineConfig {
     /// Largest frame side in pixels, checked from the image header before decoding (413).
     #[arg(long, env = "FACE_SERVICE_MAX_FRAME_SIDE", default_value_t = frame::DEFAULT_MAX_SIDE)]
     pub max_frame_side: u32,
+    /// On a GPU, memory the frames decoding at once may take, in MiB, reckoned from their
+    /// headers; a frame waits for its share up to its deadline, then is refused (503). (On
+    /// the CPU each worker decodes one frame at a time.)
+    #[arg(
+        long,
+        env = "FACE_SERVICE_MAX_DECODE_MEMORY_MIB",
+        default_value_t = 1024
+    )]
+    pub max_decode_memory_mib: u32,
     /// Faces to track per session (the seed runs one).
     #[arg(long, env = "FACE_SERVICE_MAX_NUM_FACES", default_value_t = 1)]
     pub max_num_faces: usize,
@@ -76,6 +87,7 @@ impl Default for EngineConfig {
             cpu_workers: 0,
             gpu_crop: false,
             max_frame_side: frame::DEFAULT_MAX_SIDE,
+            max_decode_memory_mib: 1024,
             max_num_faces: 1,
         }
     }
@@ -96,6 +108,14 @@ impl Default for Tracking {
 pub enum Frame {
     Encoded(Vec<u8>),
     Decoded(RgbImage),
+}
+
+/// Why a frame could not be readied to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotPrepared {
+    Undecodable(FrameError),
+    /// Other frames' decodes held the memory for decoding until this frame's deadline.
+    DecodeMemoryBusy,
 }
 
 /// One frame of one session, for the engine to run.
@@ -143,7 +163,7 @@ pub struct Analysis {
 /// its rules are tested without models.
 pub trait Analyze: Send + Sync + 'static {
     /// Readies an encoded frame to queue, decoding it now if the engine wants it decoded.
-    fn prepare(&self, bytes: Vec<u8>) -> impl Future<Output = Result<Frame, FrameError>> + Send;
+    fn prepare(&self, bytes: Vec<u8>) -> impl Future<Output = Result<Frame, NotPrepared>> + Send;
     /// Queues a frame; the reply comes when it has run or been refused. A reply that never
     /// comes (the sender dropped) means the engine has stopped.
     fn analyze(&self, job: FrameJob) -> oneshot::Receiver<Reply>;
@@ -159,6 +179,8 @@ pub struct Engine {
     /// Whether the workers take frames encoded.
     decodes_on_worker: bool,
     max_frame_side: u32,
+    /// Memory for the decodes on the blocking pool.
+    decode_budget: DecodeBudget,
     deadline: Duration,
     /// Where the next frame tries first, so that the workers share the load in turn.
     next: Arc<AtomicUsize>,
@@ -190,6 +212,10 @@ impl Engine {
             workers: senders.into(),
             decodes_on_worker: !on_gpu,
             max_frame_side: config.max_frame_side,
+            decode_budget: DecodeBudget::new(
+                config.max_decode_memory_mib,
+                Duration::from_millis(config.frame_deadline_ms),
+            ),
             deadline: Duration::from_millis(config.frame_deadline_ms),
             next: Arc::default(),
             metrics,
@@ -198,19 +224,30 @@ impl Engine {
 }
 
 impl Analyze for Engine {
-    async fn prepare(&self, bytes: Vec<u8>) -> Result<Frame, FrameError> {
+    async fn prepare(&self, bytes: Vec<u8>) -> Result<Frame, NotPrepared> {
         if self.decodes_on_worker {
             return Ok(Frame::Encoded(bytes));
         }
         let max_side = self.max_frame_side;
-        tokio::task::spawn_blocking(move || frame::decode_untrusted(&bytes, max_side))
+        let cost = frame::decode_cost(&bytes, max_side).unwrap_or(0);
+        let reservation = self
+            .decode_budget
+            .reserve(cost)
             .await
-            .unwrap_or_else(|_| {
-                Err(FrameError::Damaged(
-                    "the server stopped while decoding this frame".into(),
-                ))
-            })
-            .map(Frame::Decoded)
+            .map_err(|_| NotPrepared::DecodeMemoryBusy)?;
+        tokio::task::spawn_blocking(move || {
+            let decoded = frame::decode_untrusted(&bytes, max_side);
+            drop(reservation);
+            decoded
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(FrameError::Damaged(
+                "the server stopped while decoding this frame".into(),
+            ))
+        })
+        .map(Frame::Decoded)
+        .map_err(NotPrepared::Undecodable)
     }
 
     fn max_frame_side(&self) -> u32 {

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::engine::{Analysis, Outcome};
+use crate::engine::{Analysis, NotPrepared, Outcome};
 use crate::frame::FrameError;
 
 /// Why a message or frame was refused; the session goes on.
@@ -26,6 +26,8 @@ pub enum FrameRefusal {
     TooManyPixels(u64),
     #[error("server overloaded, frame dropped: try again")]
     Overloaded,
+    #[error("the server's memory for decoding frames is in use, frame dropped: try again")]
+    DecodeMemoryBusy,
     #[error("frame missed its deadline")]
     DeadlineMissed,
     #[error("internal error, frame dropped: try again")]
@@ -80,7 +82,7 @@ impl FrameRefusal {
             FrameRefusal::TooFast(_)
             | FrameRefusal::Backlog(_)
             | FrameRefusal::TooManyPixels(_) => RefusalKind::TooFast,
-            FrameRefusal::Overloaded => RefusalKind::Overloaded,
+            FrameRefusal::Overloaded | FrameRefusal::DecodeMemoryBusy => RefusalKind::Overloaded,
             FrameRefusal::DeadlineMissed => RefusalKind::DeadlineMissed,
             FrameRefusal::Internal => RefusalKind::Internal,
         }
@@ -102,6 +104,15 @@ impl FrameRefusal {
             Outcome::DeadlineMissed => Err(FrameRefusal::DeadlineMissed),
             Outcome::Undecodable(error) => Err(FrameRefusal::Undecodable(error)),
             Outcome::Internal => Err(FrameRefusal::Internal),
+        }
+    }
+}
+
+impl From<NotPrepared> for FrameRefusal {
+    fn from(not_prepared: NotPrepared) -> Self {
+        match not_prepared {
+            NotPrepared::Undecodable(error) => FrameRefusal::Undecodable(error),
+            NotPrepared::DecodeMemoryBusy => FrameRefusal::DecodeMemoryBusy,
         }
     }
 }

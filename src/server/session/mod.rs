@@ -286,7 +286,7 @@ impl<E: Analyze> Session<'_, E> {
                 id,
                 received: now,
             }),
-            Err(error) => self.refuse(&FrameRefusal::Undecodable(error), id),
+            Err(not_prepared) => self.refuse(&not_prepared.into(), id),
         }
     }
 

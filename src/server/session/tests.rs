@@ -11,7 +11,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::limits::{MAX_WAITING_FRAMES, SessionLimits};
 use super::{SessionSetup, run};
-use crate::engine::{Analysis, Analyze, FaceMeasures, Frame, FrameJob, Outcome, Reply};
+use crate::engine::{
+    Analysis, Analyze, FaceMeasures, Frame, FrameJob, NotPrepared, Outcome, Reply,
+};
 use crate::frame::FrameError;
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::pose::head_pose;
@@ -21,15 +23,16 @@ use crate::pipeline::face_mesh::FaceLandmarks;
 use crate::server::metrics::Metrics;
 
 /// An engine that hands each job to the test, which answers it when it likes. Frames whose
-/// bytes are `b"bad"` fail to decode.
+/// bytes are `b"bad"` fail to decode, and `b"busy"` find the decode memory in use.
 struct HandEngine {
     jobs: mpsc::UnboundedSender<(FrameJob, oneshot::Sender<Reply>)>,
 }
 
 impl Analyze for HandEngine {
-    async fn prepare(&self, bytes: Vec<u8>) -> Result<Frame, FrameError> {
+    async fn prepare(&self, bytes: Vec<u8>) -> Result<Frame, NotPrepared> {
         match bytes.as_slice() {
-            b"bad" => Err(FrameError::NotAnImage),
+            b"bad" => Err(NotPrepared::Undecodable(FrameError::NotAnImage)),
+            b"busy" => Err(NotPrepared::DecodeMemoryBusy),
             _ => Ok(Frame::Encoded(bytes)),
         }
     }
@@ -206,6 +209,29 @@ async fn started(kind: SessionKind, limits: SessionLimits) -> Harness {
     let mut harness = start(kind, limits, LivenessRules::default());
     assert_eq!(harness.next_json().await["type"], "connection_established");
     harness
+}
+
+#[tokio::test]
+async fn a_frame_without_decode_memory_is_refused_503_and_the_session_goes_on() {
+    let mut session = started(SessionKind::Enrollment, open_limits()).await;
+    session.send(Message::text(
+        json!({ "image": base64_of(b"busy"), "id": 1 }).to_string(),
+    ));
+    let refused = session.next_json().await;
+    assert_eq!(
+        (refused["id"].as_u64(), refused["code"].as_u64()),
+        (Some(1), Some(503))
+    );
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("memory for decoding"),
+        "{refused}"
+    );
+    session.send(frame(2));
+    session.answer(no_face()).await;
+    assert_eq!(session.next_json().await["id"], 2);
 }
 
 #[tokio::test]
