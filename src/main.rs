@@ -22,7 +22,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the seed's WebSocket protocol (the drop-in replacement for its gunicorn deployment).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Manage tenants: create, list, disable, enable, rotate credentials.
     Clients(cli::clients::ClientsArgs),
     /// List the models, their parameter counts, and the device in use.
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     args.logging.init();
     let result = match args.command {
-        Command::Serve(config) => cli::serve::run(config, &args.models),
+        Command::Serve(config) => cli::serve::run(*config, &args.models),
         Command::Clients(clients) => cli::clients::run(clients),
         Command::Models => cli::models::run(&args.models),
         Command::Bench(bench) => cli::bench::run(bench),

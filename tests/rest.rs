@@ -776,7 +776,6 @@ async fn issued_sessions_open_the_socket_once_and_keep_their_outcome(engine: Eng
     // An authentication session that shows no liveness in time: `timeout`.
     let (status, created) = api
         .request(Method::POST, "/api/auth/authentication/", Auth::Key(&a.api_key))
-        .header("X-Forwarded-Proto", "https")
         .json(&json!({ "user_id": "alice", "session_type": "mobile", "metadata": { "required_blinks": 3 } }))
         .send()
         .await
@@ -791,7 +790,7 @@ async fn issued_sessions_open_the_socket_once_and_keep_their_outcome(engine: Eng
         created["websocket_url"]
             .as_str()
             .unwrap()
-            .starts_with("wss://")
+            .starts_with(&format!("ws://{}/", api.server.address))
     );
     let mut socket = api.websocket(token).await;
     let hello = next_json(&mut socket).await;
@@ -997,4 +996,63 @@ async fn the_openapi_document_covers_every_endpoint() {
     }
     assert_eq!(paths.len(), 13);
     api.stop().await;
+}
+
+/// Behind a trusted proxy, the client's address in the audit log and the scheme and host of
+/// the `websocket_url` are what the proxy reports; the same headers from any other peer are
+/// ignored, so a client cannot forge its address or point the URL elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_headers_count_only_from_trusted_proxies() {
+    for trusted in [true, false] {
+        let backing = Backing::new(Engine::Sqlite).await;
+        let mut config = config(&backing);
+        if trusted {
+            config.proxies.networks = vec!["127.0.0.1/32".parse().unwrap()];
+        }
+        let api = Api::start(config).await;
+        let a = api.client("Tenant A").await;
+        api.user(&a.api_key, "alice").await;
+        let forwarded = |request: reqwest::RequestBuilder| {
+            request
+                .header("X-Forwarded-For", "203.0.113.9")
+                .header("X-Forwarded-Proto", "https")
+                .header("X-Forwarded-Host", "face.example")
+        };
+        let exchange = forwarded(api.request(Method::POST, "/api/core/auth/client/", Auth::None))
+            .json(&json!({ "api_key": a.api_key, "api_secret": a.api_secret }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(exchange.status(), StatusCode::OK);
+        let response =
+            forwarded(api.request(Method::POST, "/api/auth/enrollment/", Auth::Key(&a.api_key)))
+                .json(&json!({ "user_id": "alice", "session_type": "webcam" }))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let created: Value = response.json().await.unwrap();
+        let (status, log) = api
+            .get("/api/core/audit-logs/", Auth::Key(&a.api_key))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let issued = log["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "token_issued")
+            .unwrap_or_else(|| panic!("{log}"));
+        let url = created["websocket_url"].as_str().unwrap();
+        if trusted {
+            assert_eq!(issued["remote_addr"], "203.0.113.9");
+            assert!(
+                url.starts_with("wss://face.example/ws/auth/process-image/sess_"),
+                "{url}"
+            );
+        } else {
+            assert_eq!(issued["remote_addr"], "127.0.0.1");
+            let direct = format!("ws://{}/ws/auth/process-image/sess_", api.server.address);
+            assert!(url.starts_with(&direct), "{url}");
+        }
+    }
 }

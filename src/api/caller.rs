@@ -2,14 +2,13 @@
 //! key or, as an extension, a JWT, `Authorization: JWT`), checked, audited when refused, and
 //! counted against the client's hourly and daily limits.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
 use super::ApiState;
 use super::errors::ApiError;
+use crate::server::forwarded::ClientOrigin;
 use crate::tenants::credentials::API_KEY_PREFIX;
 use crate::tenants::{AuthError, Client, Credential, Refusal};
 
@@ -23,7 +22,7 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Caller, ApiError> {
-        let remote_addr = remote_addr(parts);
+        let remote_addr = remote_addr(parts).await;
         let authenticated = match credential(&parts.headers) {
             Some(credential) => state.tenants.authenticate(&credential).await,
             None => Err(AuthError::Refused {
@@ -76,16 +75,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Remote {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Remote(remote_addr(parts)))
+        Ok(Remote(remote_addr(parts).await))
     }
 }
 
-/// The peer's address, as the listener saw it.
-fn remote_addr(parts: &Parts) -> Option<String> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string())
+/// The client's address: the peer's, or as the trusted proxies in front report it.
+async fn remote_addr(parts: &mut Parts) -> Option<String> {
+    let Ok(origin) = ClientOrigin::from_request_parts(parts, &()).await;
+    Some(origin.address.to_string())
 }
 
 fn credential(headers: &HeaderMap) -> Option<Credential> {

@@ -20,6 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
+use crate::server::forwarded::ClientOrigin;
 use crate::tenants::Tenants;
 
 /// Request bodies larger than this are refused (413): the API's bodies are a few hundred
@@ -123,8 +124,8 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
-/// Where the request was addressed, for the URLs the answers hand back: the `Host` header,
-/// and `https` when a proxy in front says so with `X-Forwarded-Proto`.
+/// Where the request was addressed, for the URLs the answers hand back: the host and scheme
+/// the client used, as the trusted proxies in front report them (`server::forwarded`).
 pub struct RequestOrigin {
     pub secure: bool,
     pub host: String,
@@ -133,22 +134,13 @@ pub struct RequestOrigin {
 impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let secure = header("x-forwarded-proto")
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
-        let host = header("host")
-            .filter(|host| !host.is_empty() && host.chars().all(is_host_char))
-            .unwrap_or("localhost")
-            .to_owned();
-        Ok(RequestOrigin { secure, host })
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let origin = ClientOrigin::from_request_parts(parts, state).await?;
+        Ok(RequestOrigin {
+            secure: origin.secure,
+            host: origin.host.unwrap_or_else(|| "localhost".to_owned()),
+        })
     }
-}
-
-/// What a `Host` header may hold (a name or address, and a port), so that a forged header
-/// cannot put anything else into the URLs answered.
-fn is_host_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
 }
 
 impl RequestOrigin {

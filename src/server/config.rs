@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::engine::EngineConfig;
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::events::TurnRules;
+use crate::server::forwarded::TrustedProxies;
 use crate::server::listener::ConnectionLimits;
 use crate::server::session::limits::SessionLimits;
 use crate::store::StoreConfig;
@@ -29,6 +30,8 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub connections: ConnectionLimits,
     #[command(flatten)]
+    pub proxies: TrustedProxies,
+    #[command(flatten)]
     pub store: StoreConfig,
 }
 
@@ -41,6 +44,7 @@ impl Default for ServeConfig {
             liveness: LivenessConfig::default(),
             access: AccessConfig::default(),
             connections: ConnectionLimits::default(),
+            proxies: TrustedProxies::default(),
             store: StoreConfig::default(),
         }
     }

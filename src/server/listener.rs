@@ -25,6 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tower::ServiceExt;
 
+use crate::server::forwarded::TrustedProxies;
+
 /// Limits on connections that have not yet sent a request. Flags of `serve`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Connections")]
@@ -174,8 +176,10 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &ConnectionLimits,
+    proxies: TrustedProxies,
     mut stop: watch::Receiver<bool>,
 ) {
+    let proxies = Arc::new(proxies);
     let pending = Arc::new(Pending::default());
     let mut connections = tokio::task::JoinSet::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -226,11 +230,13 @@ pub async fn serve(
             pending.drop_oldest();
         }
         let service = {
-            let (app, pending) = (app.clone(), pending.clone());
-            // Each request learns its peer's address; the first takes the connection off the
-            // pending list.
+            let (app, pending, proxies) = (app.clone(), pending.clone(), proxies.clone());
+            // Each request learns its peer's address and its client's origin; the first takes
+            // the connection off the pending list.
             hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 pending.remove(id);
+                let origin = proxies.resolve(remote.ip(), request.headers());
+                request.extensions_mut().insert(origin);
                 request.extensions_mut().insert(ConnectInfo(remote));
                 app.clone().oneshot(request)
             })

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod answers;
 pub mod codes;
 pub mod config;
+pub mod forwarded;
 pub mod listener;
 pub mod metrics;
 pub mod protocol;
@@ -110,11 +111,12 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
     };
     let stopping = shutdown;
     let connections = state.config.connections.clone();
+    let proxies = state.config.proxies.clone();
     let app = routes::router(state)
         .merge(crate::api::router(api))
         .fallback(crate::api::errors::not_found);
     let task = tokio::spawn(async move {
-        listener::serve(listener, app, &connections, stopping).await;
+        listener::serve(listener, app, &connections, proxies, stopping).await;
     });
     tracing::info!(%address, "listening");
     Ok(Running {

@@ -17,6 +17,7 @@ use crate::models::ModelKind;
 use crate::server::AppState;
 use crate::server::admission::Admitted;
 use crate::server::codes::RefusalKind;
+use crate::server::forwarded::ClientOrigin;
 use crate::server::session::{self, SessionSetup};
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +43,7 @@ async fn websocket(
     Path(token): Path<String>,
     Query(query): Query<SessionQuery>,
     State(state): State<AppState>,
+    client: ClientOrigin,
     headers: axum::http::HeaderMap,
 ) -> Response {
     let origin = headers
@@ -67,7 +69,7 @@ async fn websocket(
                     return;
                 }
             };
-            let span = tracing::info_span!("session", token = %token);
+            let span = tracing::info_span!("session", token = %token, client = %client.address);
             let (claim, replaced) = state.active_tokens.claim(&token);
             let config = &state.config;
             let mut rules = config.liveness.rules();
