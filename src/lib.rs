@@ -16,11 +16,13 @@
 //! place that picks the GPU (wgpu) or the CPU fallback (flex); [`tflite`], reading MediaPipe's
 //! weight files; [`gpu`], launching the WGSL shaders in `shaders/`; [`frame`], decoding what
 //! clients send; [`overlay`], drawing what the service found; [`bench`], the load harness
-//! behind `face-service bench`; [`cli`], the commands.
+//! behind `face-service bench`; [`deploy`], the deployment files printed from `serve`'s own
+//! flags; [`cli`], the commands.
 
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod deploy;
 pub mod device;
 pub mod engine;
 pub mod frame;

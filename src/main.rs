@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use face_service::cli::{self, LogArgs, ModelArgs};
 use face_service::server::ServeConfig;
 
@@ -25,6 +25,9 @@ enum Command {
     Serve(Box<ServeConfig>),
     /// Manage tenants: create, list, disable, enable, rotate credentials.
     Clients(cli::clients::ClientsArgs),
+    /// Print a deployment file (Kubernetes, nginx, systemd, Containerfile) whose environment
+    /// holds the serve flags given here.
+    Deploy(cli::deploy::DeployArgs),
     /// List the models, their parameter counts, and the device in use.
     Models,
     /// Load a running server with N sessions of real frames, and report throughput and latency.
@@ -36,11 +39,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let command = Args::command();
+    // `deploy` reads which flags were given on the command line, so the matches are kept.
+    let matches = command.clone().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     args.logging.init();
     let result = match args.command {
         Command::Serve(config) => cli::serve::run(*config, &args.models),
         Command::Clients(clients) => cli::clients::run(clients),
+        Command::Deploy(deploy) => cli::deploy::run(&deploy, &command, &matches),
         Command::Models => cli::models::run(&args.models),
         Command::Bench(bench) => cli::bench::run(bench),
         Command::Analyze(analyze) => cli::analyze::run(analyze, &args.models),

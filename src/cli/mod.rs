@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod bench;
 pub mod clients;
+pub mod deploy;
 pub mod infer;
 pub mod models;
 pub mod serve;

@@ -48,6 +48,9 @@ pub struct ConnectionLimits {
     pub max_connections: Option<usize>,
 }
 
+/// How long HTTP requests in progress have to finish once the server stops.
+pub const HTTP_DRAIN: Duration = Duration::from_secs(10);
+
 /// Descriptors kept out of the connection cap for everything else the process opens.
 const RESERVED_FILES: u64 = 64;
 
@@ -264,7 +267,7 @@ pub async fn serve(
     }
     drop(listener);
     let drained = async { while connections.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+    let _ = tokio::time::timeout(HTTP_DRAIN, drained).await;
 }
 
 #[cfg(test)]

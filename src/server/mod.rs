@@ -63,8 +63,7 @@ impl Running {
         // The listener's graceful shutdown does not wait for connections upgraded to WebSockets: wait
         // here for the sessions to answer what they took and close, each within its grace
         // period, or the process would exit under them and cut their sockets.
-        let deadline =
-            tokio::time::Instant::now() + session::SHUTDOWN_GRACE + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + SESSION_DRAIN;
         while self.metrics.open_sessions.load(Ordering::Relaxed) > 0
             && tokio::time::Instant::now() < deadline
         {
@@ -73,6 +72,13 @@ impl Running {
         Ok(())
     }
 }
+
+/// How long sessions have, once the listener has stopped, to answer what they took and close.
+const SESSION_DRAIN: Duration = Duration::from_secs(session::SHUTDOWN_GRACE.as_secs() + 2);
+
+/// The longest `shut_down` takes: HTTP requests finishing, then sessions draining.
+pub const LONGEST_DRAIN: Duration =
+    Duration::from_secs(listener::HTTP_DRAIN.as_secs() + SESSION_DRAIN.as_secs());
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 

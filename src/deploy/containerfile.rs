@@ -1,0 +1,90 @@
+//! `face-service deploy containerfile`: a two-stage image. It builds on Debian with the Rust
+//! the project pins and runs on Debian slim with the Vulkan loader wgpu opens. The CPU
+//! variant adds Mesa's drivers, for the software adapter and the CPU fallback; the NVIDIA
+//! variant has the NVIDIA container toolkit mount the driver's Vulkan files at run time.
+
+use std::fmt::Write;
+
+use super::Environment;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// Any host: Mesa's Vulkan drivers in the image.
+    Cpu,
+    /// NVIDIA hosts: the driver comes from the host (`--gpus all`, or `nvidia.com/gpu`).
+    Nvidia,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContainerfileArgs {
+    /// Which hosts the image is for.
+    #[arg(long, value_enum, default_value_t = Variant::Cpu)]
+    pub variant: Variant,
+}
+
+/// The Rust the build stage uses: the project's minimum, from Cargo.toml.
+const RUST: &str = env!("CARGO_PKG_RUST_VERSION");
+
+pub fn containerfile(args: &ContainerfileArgs, environment: &Environment) -> String {
+    let port = environment.port().unwrap_or(super::DEFAULT_PORT);
+    let drivers = match args.variant {
+        Variant::Cpu => " mesa-vulkan-drivers",
+        Variant::Nvidia => "",
+    };
+    let mut file = format!(
+        "# face-service, printed by `face-service deploy containerfile --variant {variant}`.\n\
+         # Build from the repository root: podman build -f Containerfile -t face-service .\n\
+         FROM docker.io/library/rust:{RUST}-bookworm AS build\n\
+         WORKDIR /src\n\
+         COPY . .\n\
+         RUN cargo build --release --locked \\\n    \
+             && install -D target/release/face-service /out/face-service\n\
+         \n\
+         FROM docker.io/library/debian:bookworm-slim\n\
+         # Debian's security updates are the pin: the versions move with them.\n\
+         # hadolint ignore=DL3008\n\
+         RUN apt-get update \\\n    \
+             && apt-get install -y --no-install-recommends libvulkan1{drivers} ca-certificates \\\n    \
+             && rm -rf /var/lib/apt/lists/*\n\
+         COPY --from=build /out/face-service /usr/local/bin/face-service\n\
+         RUN mkdir -p /var/lib/face-service && chown 10001:10001 /var/lib/face-service\n\
+         USER 10001:10001\n",
+        variant = match args.variant {
+            Variant::Cpu => "cpu",
+            Variant::Nvidia => "nvidia",
+        },
+    );
+    if args.variant == Variant::Nvidia {
+        // "graphics" is what mounts the driver's Vulkan ICD; "compute" alone does not.
+        file.push_str(
+            "ENV NVIDIA_VISIBLE_DEVICES=all \\\n    \
+             NVIDIA_DRIVER_CAPABILITIES=compute,graphics,utility\n",
+        );
+    }
+    let mut environment = environment.clone();
+    if environment.get("FACE_SERVICE_DATA_DIR").is_none() {
+        environment.set("FACE_SERVICE_DATA_DIR", "/var/lib/face-service");
+    }
+    let variables: Vec<String> = environment
+        .iter()
+        .map(|(name, value)| format!("{name}=\"{}\"", quoted(value)))
+        .collect();
+    let _ = write!(
+        file,
+        "ENV {}\n\
+         EXPOSE {port}\n\
+         STOPSIGNAL SIGTERM\n\
+         ENTRYPOINT [\"/usr/local/bin/face-service\"]\n\
+         CMD [\"serve\"]\n",
+        variables.join(" \\\n    ")
+    );
+    file
+}
+
+/// A value inside `ENV NAME="..."`, where the builder expands `$` and unescapes `\\`.
+fn quoted(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "\\$")
+}
