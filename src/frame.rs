@@ -116,29 +116,46 @@ pub fn decode(bytes: &[u8], max_side: u32) -> Result<RgbImage, FrameError> {
     Ok(image.into_rgb8())
 }
 
-/// The width and height a JPEG or PNG says it has, read from its header alone; `None` when
-/// the header does not parse (decoding will say why).
-pub fn declared_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_dimensions()
-        .ok()
+/// What a JPEG or PNG says of itself in its header, read once per frame before it is decoded:
+/// its size, for the pixel budget, and what decoding it will take, for the decode memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    /// The decoder's own buffer for the picture.
+    decoder_bytes: u64,
 }
 
-/// The most memory decoding `bytes` takes at once, from its header alone: the decoder's
-/// buffer, a turned copy of it for an Exif orientation, and the RGB result. `None` when the
-/// header does not parse or declares a side over `max_side`: decoding refuses those before
-/// it allocates.
-pub fn decode_cost(bytes: &[u8], max_side: u32) -> Option<u64> {
-    let decoder = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_decoder()
-        .ok()?;
-    let (width, height) = decoder.dimensions();
-    (width.max(height) <= max_side)
-        .then(|| 2 * decoder.total_bytes() + 3 * u64::from(width) * u64::from(height))
+impl Header {
+    /// `None` when the header does not parse (decoding will say why).
+    pub fn read(bytes: &[u8]) -> Option<Header> {
+        let decoder = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()?
+            .into_decoder()
+            .ok()?;
+        let (width, height) = decoder.dimensions();
+        Some(Header {
+            width,
+            height,
+            decoder_bytes: decoder.total_bytes(),
+        })
+    }
+
+    /// Whether decoding goes ahead: no side over `max_side`.
+    pub fn fits(&self, max_side: u32) -> bool {
+        self.width.max(self.height) <= max_side
+    }
+
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    /// The most memory decoding takes at once: the decoder's buffer, a turned copy of it for
+    /// an Exif orientation, and the RGB result.
+    pub fn decode_cost(&self) -> u64 {
+        2 * self.decoder_bytes + 3 * self.pixels()
+    }
 }
 
 /// A JPEG up to and including its last end-of-image marker, if it has one.
@@ -225,18 +242,16 @@ mod tests {
         // 16-bit RGBA: 8 bytes a pixel in the decoder, 3 in the result.
         let deep = image::ImageBuffer::<image::Rgba<u16>, _>::new(64, 32);
         let png = encode(DynamicImage::ImageRgba16(deep), ImageFormat::Png);
-        assert_eq!(
-            decode_cost(&png, DEFAULT_MAX_SIDE),
-            Some(2 * 64 * 32 * 8 + 3 * 64 * 32)
-        );
+        let png = Header::read(&png).unwrap();
+        assert_eq!(png.decode_cost(), 2 * 64 * 32 * 8 + 3 * 64 * 32);
         let jpeg = encode(RgbImage::new(40, 30).into(), ImageFormat::Jpeg);
         assert_eq!(
-            decode_cost(&jpeg, DEFAULT_MAX_SIDE),
-            Some(2 * 40 * 30 * 3 + 3 * 40 * 30)
+            Header::read(&jpeg).unwrap().decode_cost(),
+            2 * 40 * 30 * 3 + 3 * 40 * 30
         );
-        // Over the side limit, or no header: decoding refuses it before allocating.
-        assert_eq!(decode_cost(&png, 63), None);
-        assert_eq!(decode_cost(b"not an image", DEFAULT_MAX_SIDE), None);
+        // Over the side limit, decoding refuses it before allocating.
+        assert!(png.fits(DEFAULT_MAX_SIDE));
+        assert!(!png.fits(63));
     }
 
     /// The reusing decoder gives `decode`'s pixels and errors, whatever buffer it is handed.
@@ -295,10 +310,11 @@ mod tests {
     #[test]
     fn the_size_a_frame_declares_comes_from_its_header() {
         let png = encode(RgbImage::new(30, 20).into(), ImageFormat::Png);
-        assert_eq!(declared_size(&png), Some((30, 20)));
+        let size = |bytes: &[u8]| Header::read(bytes).map(|h| (h.width, h.height));
+        assert_eq!(size(&png), Some((30, 20)));
         let jpeg = encode(RgbImage::new(64, 48).into(), ImageFormat::Jpeg);
-        assert_eq!(declared_size(&jpeg), Some((64, 48)));
-        assert_eq!(declared_size(b"not an image"), None);
+        assert_eq!(size(&jpeg), Some((64, 48)));
+        assert_eq!(size(b"not an image"), None);
     }
 
     /// A JPEG with an Exif APP1 segment holding only an orientation tag.
@@ -380,7 +396,7 @@ mod tests {
         for original in [&jpeg, &png] {
             crate::mutations::never_panics(original, crate::mutations::cases(300), |bytes| {
                 let _ = decode(bytes, DEFAULT_MAX_SIDE);
-                let _ = declared_size(bytes);
+                let _ = Header::read(bytes);
             });
         }
     }

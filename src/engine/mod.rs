@@ -25,7 +25,7 @@ use image::RgbImage;
 use tokio::sync::oneshot;
 
 use crate::engine::decode_budget::DecodeBudget;
-use crate::frame::{self, FrameError};
+use crate::frame::{self, FrameError, Header};
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMeshOptions};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
@@ -163,7 +163,12 @@ pub struct Analysis {
 /// its rules are tested without models.
 pub trait Analyze: Send + Sync + 'static {
     /// Readies an encoded frame to queue, decoding it now if the engine wants it decoded.
-    fn prepare(&self, bytes: Vec<u8>) -> impl Future<Output = Result<Frame, NotPrepared>> + Send;
+    /// `header` is the frame's, read by the caller already.
+    fn prepare(
+        &self,
+        bytes: Vec<u8>,
+        header: Option<Header>,
+    ) -> impl Future<Output = Result<Frame, NotPrepared>> + Send;
     /// Queues a frame; the reply comes when it has run or been refused. A reply that never
     /// comes (the sender dropped) means the engine has stopped.
     fn analyze(&self, job: FrameJob) -> oneshot::Receiver<Reply>;
@@ -224,12 +229,15 @@ impl Engine {
 }
 
 impl Analyze for Engine {
-    async fn prepare(&self, bytes: Vec<u8>) -> Result<Frame, NotPrepared> {
+    async fn prepare(&self, bytes: Vec<u8>, header: Option<Header>) -> Result<Frame, NotPrepared> {
         if self.decodes_on_worker {
             return Ok(Frame::Encoded(bytes));
         }
         let max_side = self.max_frame_side;
-        let cost = frame::decode_cost(&bytes, max_side).unwrap_or(0);
+        // A frame without a header, or over the side limit, fails before it allocates.
+        let cost = header
+            .filter(|header| header.fits(max_side))
+            .map_or(0, |header| header.decode_cost());
         let reservation = self
             .decode_budget
             .reserve(cost)

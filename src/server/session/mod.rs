@@ -268,10 +268,11 @@ impl<E: Analyze> Session<'_, E> {
             .filter(|s| matches!(s, Slot::Frame { .. }))
             .count();
         // Frames past the largest side are refused from their header as they are decoded.
+        let header = crate::frame::Header::read(&image);
         let max_side = self.engine.max_frame_side();
-        let pixels = crate::frame::declared_size(&image)
-            .filter(|(width, height)| *width.max(height) <= max_side)
-            .map_or(0, |(width, height)| u64::from(width) * u64::from(height));
+        let pixels = header
+            .filter(|header| header.fits(max_side))
+            .map_or(0, |header| header.pixels());
         let taken = self
             .allowance
             .take(now, waiting)
@@ -280,7 +281,7 @@ impl<E: Analyze> Session<'_, E> {
             self.limit_hit(hit, id);
             return;
         }
-        match self.engine.prepare(image).await {
+        match self.engine.prepare(image, header).await {
             Ok(frame) => self.owed.push_back(Slot::Frame {
                 frame,
                 id,

@@ -14,7 +14,7 @@ use super::{SessionSetup, run};
 use crate::engine::{
     Analysis, Analyze, FaceMeasures, Frame, FrameJob, NotPrepared, Outcome, Reply,
 };
-use crate::frame::FrameError;
+use crate::frame::{FrameError, Header};
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::pose::head_pose;
 use crate::liveness::quality::Quality;
@@ -29,7 +29,7 @@ struct HandEngine {
 }
 
 impl Analyze for HandEngine {
-    async fn prepare(&self, bytes: Vec<u8>) -> Result<Frame, NotPrepared> {
+    async fn prepare(&self, bytes: Vec<u8>, _: Option<Header>) -> Result<Frame, NotPrepared> {
         match bytes.as_slice() {
             b"bad" => Err(NotPrepared::Undecodable(FrameError::NotAnImage)),
             b"busy" => Err(NotPrepared::DecodeMemoryBusy),
