@@ -70,7 +70,7 @@ pub fn run(
         Target::Kubernetes { cluster, .. } => kubernetes::manifests(cluster, &environment)?,
         Target::Nginx { site, .. } => nginx::site(site, &environment)?,
         Target::Systemd { .. } => systemd::unit(&environment),
-        Target::Containerfile { image, .. } => containerfile::containerfile(image, &environment),
+        Target::Containerfile { image, .. } => containerfile::containerfile(image, &environment)?,
     };
     print!("{printed}");
     Ok(())

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::Environment;
+use super::{DATA_DIR, DeployError, Environment};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Variant {
@@ -25,8 +25,11 @@ pub struct ContainerfileArgs {
 /// The Rust the build stage uses: the project's minimum, from Cargo.toml.
 const RUST: &str = env!("CARGO_PKG_RUST_VERSION");
 
-pub fn containerfile(args: &ContainerfileArgs, environment: &Environment) -> String {
-    let port = environment.port().unwrap_or(super::DEFAULT_PORT);
+pub fn containerfile(
+    args: &ContainerfileArgs,
+    environment: &Environment,
+) -> Result<String, DeployError> {
+    let port = environment.port()?;
     let drivers = match args.variant {
         Variant::Cpu => " mesa-vulkan-drivers",
         Variant::Nvidia => "",
@@ -47,7 +50,7 @@ pub fn containerfile(args: &ContainerfileArgs, environment: &Environment) -> Str
              && apt-get install -y --no-install-recommends libvulkan1{drivers} ca-certificates \\\n    \
              && rm -rf /var/lib/apt/lists/*\n\
          COPY --from=build /out/face-service /usr/local/bin/face-service\n\
-         RUN mkdir -p /var/lib/face-service && chown 10001:10001 /var/lib/face-service\n\
+         RUN mkdir -p {DATA_DIR} && chown 10001:10001 {DATA_DIR}\n\
          USER 10001:10001\n",
         variant = match args.variant {
             Variant::Cpu => "cpu",
@@ -62,9 +65,7 @@ pub fn containerfile(args: &ContainerfileArgs, environment: &Environment) -> Str
         );
     }
     let mut environment = environment.clone();
-    if environment.get("FACE_SERVICE_DATA_DIR").is_none() {
-        environment.set("FACE_SERVICE_DATA_DIR", "/var/lib/face-service");
-    }
+    environment.set_unless_given("FACE_SERVICE_DATA_DIR", DATA_DIR);
     let variables: Vec<String> = environment
         .iter()
         .map(|(name, value)| format!("{name}=\"{}\"", quoted(value)))
@@ -78,7 +79,7 @@ pub fn containerfile(args: &ContainerfileArgs, environment: &Environment) -> Str
          CMD [\"serve\"]\n",
         variables.join(" \\\n    ")
     );
-    file
+    Ok(file)
 }
 
 /// A value inside `ENV NAME="..."`, where the builder expands `$` and unescapes `\\`.

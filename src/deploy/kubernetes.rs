@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Environment, stop_timeout};
+use super::{DATA_DIR, Environment, stop_timeout};
 
 /// The cluster's side of a deployment. The server's own settings are `serve`'s flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,9 +38,6 @@ const NAME: &str = "face-service";
 /// new sessions before SIGTERM makes it refuse them.
 const LEAVE_ENDPOINTS_SECS: u64 = 5;
 
-/// Where the pod's data directory is mounted (an `emptyDir`; the store is PostgreSQL).
-const DATA_DIR: &str = "/var/lib/face-service";
-
 /// The manifests, as one YAML stream.
 pub fn manifests(
     args: &KubernetesArgs,
@@ -48,6 +45,7 @@ pub fn manifests(
 ) -> Result<String, super::DeployError> {
     let port = environment.port()?;
     let mut environment = environment.clone();
+    // The pod's data directory is an `emptyDir` mounted there; the store is PostgreSQL.
     environment.set("FACE_SERVICE_DATA_DIR", DATA_DIR);
     let mut env: Vec<Value> = environment
         .iter()
@@ -121,7 +119,7 @@ pub fn manifests(
         },
     });
     // The Ingress controller must wait on a quiet socket as long as the server does.
-    let socket_timeout = (environment.session_timeout_secs() + 30).to_string();
+    let socket_timeout = environment.proxy_socket_timeout_secs().to_string();
     let mut rule = json!({
         "http": { "paths": [{
             "path": "/",

@@ -25,6 +25,10 @@ const PRODUCTION: [(&str, &str); 2] = [
     ("FACE_SERVICE_LOG_JSON", "true"),
 ];
 
+/// Where the printed files keep the data directory: systemd's `StateDirectory`, the image's
+/// directory, the pod's volume.
+pub const DATA_DIR: &str = "/var/lib/face-service";
+
 /// The port `serve` listens on unless `--bind` says otherwise (the seed's).
 pub const DEFAULT_PORT: u16 = 8003;
 
@@ -55,9 +59,10 @@ impl Environment {
         }
         for (command, matches) in levels {
             for arg in command.get_arguments() {
-                let (Some(variable), id) = (arg.get_env(), arg.get_id().as_str()) else {
+                let Some(variable) = arg.get_env() else {
                     continue;
                 };
+                let id = arg.get_id().as_str();
                 let Ok(Some(raw)) = matches.try_get_raw(id) else {
                     continue;
                 };
@@ -79,6 +84,13 @@ impl Environment {
         match self.0.iter_mut().find(|(n, _)| n == name) {
             Some((_, old)) => *old = value.to_owned(),
             None => self.0.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
+    /// Sets `name` unless a flag did.
+    pub fn set_unless_given(&mut self, name: &str, value: &str) {
+        if self.get(name).is_none() {
+            self.set(name, value);
         }
     }
 
@@ -112,6 +124,12 @@ impl Environment {
             .unwrap_or(
                 crate::server::session::limits::SessionLimits::default().session_timeout_secs,
             )
+    }
+
+    /// Seconds a proxy in front waits on a quiet socket: past the session timeout, so that
+    /// closing a quiet session is the server's (4401), not the proxy's.
+    pub fn proxy_socket_timeout_secs(&self) -> u64 {
+        self.session_timeout_secs() + 30
     }
 }
 

@@ -36,8 +36,7 @@ pub fn site(args: &NginxArgs, environment: &Environment) -> Result<String, Deplo
             "--listen and --server-name take an address or a host name".into(),
         ));
     }
-    // A quiet socket is the server's to close (4401 after the session timeout), not nginx's.
-    let socket_timeout = environment.session_timeout_secs() + 30;
+    let socket_timeout = environment.proxy_socket_timeout_secs();
     let mut site = String::from(
         "# face-service behind nginx: include inside http {}. Give each face-service process\n\
          # --trusted-proxies with this host's address, so that it believes X-Forwarded-*.\n\

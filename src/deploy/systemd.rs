@@ -2,17 +2,12 @@
 
 use std::fmt::Write;
 
-use super::{Environment, stop_timeout};
-
-/// Where the unit keeps the SQLite store and its master key (systemd's `StateDirectory`).
-const STATE_DIRECTORY: &str = "/var/lib/face-service";
+use super::{DATA_DIR, Environment, stop_timeout};
 
 /// The unit for `environment`, running the binary installed as `/usr/local/bin/face-service`.
 pub fn unit(environment: &Environment) -> String {
     let mut environment = environment.clone();
-    if environment.get("FACE_SERVICE_DATA_DIR").is_none() {
-        environment.set("FACE_SERVICE_DATA_DIR", STATE_DIRECTORY);
-    }
+    environment.set_unless_given("FACE_SERVICE_DATA_DIR", DATA_DIR);
     let mut unit = String::from(
         "[Unit]\n\
          Description=face-service: face landmarks and liveness over WebSockets\n\

@@ -27,7 +27,7 @@ use tower::ServiceExt;
 
 use crate::server::forwarded::TrustedProxies;
 
-/// Limits on connections that have not yet sent a request. Flags of `serve`.
+/// Limits on connections, open and pending. Flags of `serve`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Connections")]
 pub struct ConnectionLimits {
