@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,130 +13,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::child::{KillOnDrop, spawn_until_stderr_says};
-use common::client::{astronaut_jpeg, connect, get_text, next_json};
-use face_service::server::metrics::ProcessUsage;
-
-/// A running server process, killed if the test ends without stopping it.
-struct ServerProcess {
-    child: KillOnDrop,
-    address: SocketAddr,
-    /// Its store (`--data-dir`), in cargo's scratch directory for tests.
-    data_dir: PathBuf,
-}
-
-impl ServerProcess {
-    /// Starts `face-service serve` on the CPU on a free port with `extra` flags, and waits for
-    /// it to listen (the address comes from its log).
-    fn start(extra: &[&str]) -> ServerProcess {
-        Self::start_on("cpu", extra)
-    }
-
-    /// `start` on `device` (`cpu` or `gpu`).
-    fn start_on(device: &str, extra: &[&str]) -> ServerProcess {
-        Self::launch(
-            Command::new(env!("CARGO_BIN_EXE_face-service")),
-            device,
-            extra,
-        )
-    }
-
-    /// `start`, allowed only `files` open file descriptors (`ulimit -n`).
-    fn start_with_file_limit(files: u32, extra: &[&str]) -> ServerProcess {
-        let mut shell = Command::new("sh");
-        shell.args([
-            "-c",
-            &format!("ulimit -n {files} && exec \"$0\" \"$@\""),
-            env!("CARGO_BIN_EXE_face-service"),
-        ]);
-        Self::launch(shell, "cpu", extra)
-    }
-
-    /// Runs `serve` with `command` (the binary, or a shell that execs it).
-    fn launch(mut serve: Command, device: &str, extra: &[&str]) -> ServerProcess {
-        let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("process-{}", uuid::Uuid::new_v4()));
-        serve
-            .args(["serve", "--device", device, "--bind", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(extra)
-            .env("NO_COLOR", "1")
-            // glibc raises its mmap threshold as large buffers are freed, and then keeps freed
-            // frame-sized buffers in its per-thread arenas: resident memory wanders by +-15 MB
-            // from one round of sessions to the next and creeps towards a plateau (about
-            // 170 MB after 1,800 sessions here), hiding a small leak. A fixed threshold hands
-            // large buffers back to the system when freed, so what stays resident is what the
-            // process still holds (about 27 MB here).
-            .env("MALLOC_MMAP_THRESHOLD_", "131072");
-        let (child, address) =
-            spawn_until_stderr_says(&mut serve, Duration::from_secs(120), |line| {
-                let line = strip_ansi(line);
-                let rest = line.split_once("listening")?.1;
-                rest.split_once("address=")?
-                    .1
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-        ServerProcess {
-            child,
-            address,
-            data_dir,
-        }
-    }
-
-    /// Resident memory in KiB and thread count, from `/proc/PID/status`.
-    fn usage(&self) -> (u64, u64) {
-        let usage = ProcessUsage::of(&format!("/proc/{}", self.child.0.id()));
-        assert!(usage.threads > 0, "no /proc/PID/status for the server");
-        (usage.resident_bytes / 1024, usage.threads)
-    }
-
-    async fn status(&self, path: &str) -> Value {
-        serde_json::from_str(&get_text(self.address, path).await).expect("JSON")
-    }
-
-    async fn open_sessions(&self) -> u64 {
-        self.status("/api/status/").await["open_sessions"]
-            .as_u64()
-            .unwrap()
-    }
-
-    /// Sends SIGTERM and waits (at most 20 s) for the process to exit.
-    async fn terminate(&mut self) -> std::process::ExitStatus {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+use common::client::{astronaut_jpeg, connect, next_json};
+use common::server_process::ServerProcess;
 
 /// One round of sessions that come and go in every way a client can: a third stream three
 /// frames and close properly, a third send three frames and vanish before the answers (frames

@@ -369,11 +369,17 @@ async fn the_load_harness_reports_counts_that_add_up() {
         frames: vec![astronaut_jpeg(), blank, b"not an image".to_vec()],
         binary: false,
         progress: false,
+        api_key: None,
     })
     .await
     .unwrap();
     eprintln!("{}", report.summary());
     assert!(report.frames_sent >= 30, "{report:?}");
+    // Each lane ran one session, none concluded (enrollment challenges need head turns).
+    assert_eq!(report.sessions_opened, 3, "{report:?}");
+    assert_eq!((report.sessions_cut, report.open_failures), (0, 0));
+    let processed: u64 = report.records.iter().map(|r| r.frames_processed).sum();
+    assert!(processed >= report.faces + report.no_face, "{report:?}");
     assert_eq!(report.frames_answered, report.frames_sent, "{report:?}");
     let errors: u64 = report.errors.values().sum();
     assert_eq!(
@@ -413,6 +419,7 @@ async fn a_sweep_reports_the_largest_load_served() {
         frames: vec![astronaut_jpeg()],
         binary: true,
         progress: false,
+        api_key: None,
     };
     let report = sweep::sweep(&config, &[1, 2], 10_000.0).await.unwrap();
     assert_eq!(report.steps.len(), 2);

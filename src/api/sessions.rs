@@ -151,6 +151,7 @@ fn new_session(
         liveness_score: None,
         blinks_detected: None,
         motion_events: None,
+        process_id: None,
     }
 }
 

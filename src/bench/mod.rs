@@ -65,6 +65,9 @@ pub struct BenchConfig {
     pub binary: bool,
     /// Print a progress line to stderr every few seconds.
     pub progress: bool,
+    /// A tenant's API key: each session is then created over the REST API first (an
+    /// authentication session), as a tenant's backend does, instead of with an open-mode token.
+    pub api_key: Option<String>,
 }
 
 /// What the sessions saw, counted after the warm-up.
@@ -82,6 +85,13 @@ pub struct BenchReport {
     pub errors: BTreeMap<u16, u64>,
     /// Sessions the server closed, by close code.
     pub closed: BTreeMap<u16, u64>,
+    /// Sessions run: each lane opens the next when one ends.
+    pub sessions_opened: u64,
+    /// Sessions whose socket ended without a close frame.
+    pub sessions_cut: u64,
+    /// Sessions that could not be created or connected, and why (the first few).
+    pub open_failures: u64,
+    pub open_failure_examples: Vec<String>,
     pub answers_per_second: f64,
     pub latency_ms_p50: f64,
     pub latency_ms_p90: f64,
@@ -89,6 +99,8 @@ pub struct BenchReport {
     pub latency_ms_max: f64,
     /// What the server measured over the same stretch, from its `/metrics`.
     pub server: Option<ServerMeasures>,
+    /// Every session, in the order the lanes ran them.
+    pub records: Vec<SessionRecord>,
 }
 
 /// Counts across sessions while the run goes, for the progress line.
@@ -109,7 +121,7 @@ struct AnswerSummary {
     code: Option<u16>,
 }
 
-/// One session's findings.
+/// What a lane's sessions saw after the warm-up.
 #[derive(Default)]
 struct SessionTally {
     sent: u64,
@@ -118,9 +130,35 @@ struct SessionTally {
     no_face: u64,
     quality_rejected: u64,
     errors: BTreeMap<u16, u64>,
-    closed: Option<u16>,
+    closed: BTreeMap<u16, u64>,
     latencies_ms: Vec<f64>,
 }
+
+/// A lane's findings: the tally, each session it ran, and the sessions it could not open.
+#[derive(Default)]
+struct LaneTally {
+    tally: SessionTally,
+    records: Vec<SessionRecord>,
+    failed_to_open: Vec<String>,
+}
+
+/// One session from start to end, warm-up included: what the server's own account of it
+/// (the stored session's `frames_processed`) can be checked against.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionRecord {
+    pub token: String,
+    /// The server's close code; none when the bench ended the session, or the socket was cut.
+    pub close: Option<u16>,
+    /// The socket ended without a close frame: the server, or the path to it, went away.
+    pub cut: bool,
+    pub frames_sent: u64,
+    /// Frames answered `frame_processed` or `frame_rejected` (those the server ran).
+    pub frames_processed: u64,
+    /// Frames answered with an error.
+    pub errors: u64,
+}
+
+const MAX_FAILURE_EXAMPLES: usize = 5;
 
 pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
     if config.frames.is_empty() {
@@ -130,16 +168,16 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
     let counted_from = started + config.warmup;
     let until = counted_from + config.duration;
     let live = Arc::new(LiveCounts::default());
-    let mut sessions = Vec::new();
+    let http = reqwest::Client::new();
+    let mut lanes = Vec::new();
     for index in 0..config.sessions {
-        let config = config.clone();
-        let live = live.clone();
-        sessions.push(tokio::spawn(session(
-            config,
+        lanes.push(tokio::spawn(lane(
+            config.clone(),
+            http.clone(),
             index,
             counted_from,
             until,
-            live,
+            live.clone(),
         )));
     }
     // The server's own metrics over the measured stretch (none from servers without them).
@@ -176,8 +214,20 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
         ..BenchReport::default()
     };
     let mut latencies = Vec::new();
-    for task in sessions {
-        let tally = task.await.map_err(|e| e.to_string())??;
+    for task in lanes {
+        let LaneTally {
+            tally,
+            records,
+            failed_to_open,
+        } = task.await.map_err(|e| e.to_string())??;
+        report.sessions_opened += records.len() as u64;
+        report.sessions_cut += records.iter().filter(|r| r.cut).count() as u64;
+        report.records.extend(records);
+        report.open_failures += failed_to_open.len() as u64;
+        let room = MAX_FAILURE_EXAMPLES.saturating_sub(report.open_failure_examples.len());
+        report
+            .open_failure_examples
+            .extend(failed_to_open.into_iter().take(room));
         report.frames_sent += tally.sent;
         report.frames_answered += tally.answered;
         report.faces += tally.faces;
@@ -186,8 +236,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, String> {
         for (code, count) in tally.errors {
             *report.errors.entry(code).or_default() += count;
         }
-        if let Some(code) = tally.closed {
-            *report.closed.entry(code).or_default() += 1;
+        for (code, count) in tally.closed {
+            *report.closed.entry(code).or_default() += count;
         }
         latencies.extend(tally.latencies_ms);
     }
@@ -222,20 +272,110 @@ fn frame_message(frame: &[u8], binary: bool) -> Message {
     }
 }
 
-async fn session(
+/// One lane of load: sessions one after another until the run ends, each opened as the one
+/// before it closes (a liveness check that concluded, a server that went away).
+async fn lane(
     config: BenchConfig,
+    http: reqwest::Client,
     index: usize,
     counted_from: Instant,
     until: Instant,
     live: Arc<LiveCounts>,
-) -> Result<SessionTally, String> {
-    let url = format!(
-        "{}/ws/auth/process-image/bench_{index}/",
-        config.url.trim_end_matches('/')
+) -> Result<LaneTally, String> {
+    let mut lane = LaneTally::default();
+    let mut opened = 0;
+    while Instant::now() < until {
+        let url = match session_url(&config, &http, index, opened).await {
+            Ok(url) => url,
+            Err(error) => {
+                lane.failed_to_open.push(error);
+                tokio::time::sleep(REOPEN_PAUSE).await;
+                continue;
+            }
+        };
+        opened += 1;
+        let socket = match tokio_tungstenite::connect_async(&url).await {
+            Ok((socket, _)) => socket,
+            Err(error) => {
+                lane.failed_to_open.push(format!("{url}: {error}"));
+                tokio::time::sleep(REOPEN_PAUSE).await;
+                continue;
+            }
+        };
+        let record = session(socket, &config, &mut lane.tally, counted_from, until, &live).await?;
+        if record.cut {
+            tokio::time::sleep(REOPEN_PAUSE).await;
+        }
+        lane.records.push(SessionRecord {
+            token: token_of(&url),
+            ..record
+        });
+    }
+    Ok(lane)
+}
+
+/// After a session could not open or was cut, a pause before the next, so that a server
+/// that is down is not hammered.
+const REOPEN_PAUSE: Duration = Duration::from_millis(200);
+
+/// The WebSocket URL of a lane's next session: issued over the REST API with the API key,
+/// or else an open-mode token of the bench's own.
+async fn session_url(
+    config: &BenchConfig,
+    http: &reqwest::Client,
+    index: usize,
+    opened: usize,
+) -> Result<String, String> {
+    let base = config.url.trim_end_matches('/');
+    let Some(api_key) = &config.api_key else {
+        return Ok(format!(
+            "{base}/ws/auth/process-image/bench_{index}_{opened}/"
+        ));
+    };
+    let endpoint = format!(
+        "{}/api/auth/authentication/",
+        base.replacen("ws", "http", 1)
     );
-    let (socket, _) = tokio_tungstenite::connect_async(&url)
+    let response = http
+        .post(&endpoint)
+        .header("X-API-Key", api_key)
+        .json(&json!({ "session_type": "webcam" }))
+        .send()
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{endpoint}: {e}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{endpoint}: {status}: {e}"))?;
+    body["websocket_url"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{endpoint}: {status}: {body}"))
+}
+
+/// The session token at the end of a WebSocket URL.
+fn token_of(url: &str) -> String {
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Runs one session until the server closes it or the run ends, adding what came back after
+/// the warm-up to `tally`.
+async fn session(
+    socket: Socket,
+    config: &BenchConfig,
+    tally: &mut SessionTally,
+    counted_from: Instant,
+    until: Instant,
+    live: &Arc<LiveCounts>,
+) -> Result<SessionRecord, String> {
     let (mut sink, mut stream) = socket.split();
     // Send times of the frames not answered yet: answers come back in order.
     let (sent_at, mut sent_rx) = mpsc::unbounded_channel::<Instant>();
@@ -246,7 +386,7 @@ async fn session(
         tokio::spawn(async move {
             let period = config.fps.map(|fps| Duration::from_secs_f32(1.0 / fps));
             let mut next_frame = 0;
-            let mut sent = 0u64;
+            let (mut sent, mut counted) = (0u64, 0u64);
             while Instant::now() < until {
                 let message = frame_message(
                     &config.frames[next_frame % config.frames.len()],
@@ -257,8 +397,9 @@ async fn session(
                 if sink.send(message).await.is_err() || sent_at.send(now).is_err() {
                     break;
                 }
+                sent += 1;
                 if now >= counted_from {
-                    sent += 1;
+                    counted += 1;
                     live.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 match period {
@@ -272,10 +413,10 @@ async fn session(
             }
             // The socket closes only once the answers owed have come back (below): a server
             // drops the frames of a client that said goodbye.
-            (sent, sink)
+            (sent, counted, sink)
         })
     };
-    let mut tally = SessionTally::default();
+    let mut record = SessionRecord::default();
     let mut pending: VecDeque<Instant> = VecDeque::new();
     // After the last send, wait a little for the answers still owed.
     let drain_until = until + Duration::from_secs(5);
@@ -295,13 +436,17 @@ async fn session(
             }
             next = tokio::time::timeout_at(drain_until.into(), stream.next()) => match next {
                 Ok(Some(Ok(message))) => message,
-                _ => break,
+                Ok(Some(Err(_)) | None) => {
+                    record.cut = true;
+                    break;
+                }
+                Err(_answers_late) => break,
             },
         };
         let text = match message {
             Message::Text(text) => text,
             Message::Close(frame) => {
-                tally.closed = frame.map(|f| u16::from(f.code));
+                record.close = Some(frame.map_or(1005, |f| u16::from(f.code)));
                 break;
             }
             _ => continue,
@@ -318,6 +463,11 @@ async fn session(
             continue;
         };
         let _ = answered.send(());
+        if kind == "error" {
+            record.errors += 1;
+        } else {
+            record.frames_processed += 1;
+        }
         if sent < counted_from {
             continue;
         }
@@ -338,10 +488,14 @@ async fn session(
         }
     }
     drop(answered);
-    let (sent, mut sink) = sender.await.map_err(|e| e.to_string())?;
+    let (sent, counted, mut sink) = sender.await.map_err(|e| e.to_string())?;
     let _ = sink.close().await;
-    tally.sent = sent;
-    Ok(tally)
+    record.frames_sent = sent;
+    tally.sent += counted;
+    if let Some(code) = record.close {
+        *tally.closed.entry(code).or_default() += 1;
+    }
+    Ok(record)
 }
 
 impl BenchReport {
@@ -361,10 +515,18 @@ impl BenchReport {
             .server
             .as_ref()
             .map_or(String::new(), |server| format!("\n{}", server.summary()));
+        let failures = self
+            .open_failure_examples
+            .iter()
+            .map(|failure| format!("\ncould not open a session: {failure}"))
+            .collect::<String>();
         format!(
-            "{} sessions, {:.0} s: {} frames sent, {} answered ({:.1}/s): {} faces, {} without a face, {} rejected for quality, errors [{}], sessions closed [{}]\n\
+            "{} sessions ({} opened, {} cut, {} failed to open), {:.0} s: {} frames sent, {} answered ({:.1}/s): {} faces, {} without a face, {} rejected for quality, errors [{}], sessions closed [{}]\n\
              latency ms: p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}{}",
             self.sessions,
+            self.sessions_opened,
+            self.sessions_cut,
+            self.open_failures,
             self.seconds,
             self.frames_sent,
             self.frames_answered,
@@ -379,7 +541,7 @@ impl BenchReport {
             self.latency_ms_p99,
             self.latency_ms_max,
             server,
-        )
+        ) + &failures
     }
 }
 

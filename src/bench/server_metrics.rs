@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One reading of `/metrics`: every sample line, `name{labels}` to value.
 #[derive(Debug, Clone, Default)]
@@ -33,27 +32,16 @@ impl MetricsSample {
 
 /// Reads `/metrics` from the server behind `ws_url` (`ws://host:port`).
 pub async fn scrape(ws_url: &str) -> Result<MetricsSample, String> {
-    let host = ws_url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let read = async {
-        let mut stream = tokio::net::TcpStream::connect(&host).await?;
-        let request = format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    let response = tokio::time::timeout(Duration::from_secs(5), read)
+    let url = format!(
+        "{}/metrics",
+        ws_url.trim_end_matches('/').replacen("ws", "http", 1)
+    );
+    let read = async { reqwest::get(&url).await?.error_for_status()?.text().await };
+    let body = tokio::time::timeout(Duration::from_secs(5), read)
         .await
-        .map_err(|_| format!("{host}/metrics: no answer in 5 s"))?
-        .map_err(|e| format!("{host}/metrics: {e}"))?;
-    let text = String::from_utf8_lossy(&response);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    Ok(MetricsSample::parse(body))
+        .map_err(|_| format!("{url}: no answer in 5 s"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    Ok(MetricsSample::parse(&body))
 }
 
 /// The server's own account of the measured stretch.

@@ -36,6 +36,11 @@ pub struct BenchArgs {
     /// Send frames as binary messages instead of the seed's JSON base64.
     #[arg(long)]
     pub binary: bool,
+    /// A tenant's API key: each session is created over the REST API first (an
+    /// authentication session, as a tenant's backend makes), and a new one is opened whenever
+    /// one ends. Without it, open-mode tokens (the server must run with open sessions).
+    #[arg(long, env = "FACE_SERVICE_BENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Print the report as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -86,6 +91,7 @@ pub fn run(args: BenchArgs) -> Result<(), AnyError> {
         frames,
         binary: args.binary,
         progress: true,
+        api_key: args.api_key,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     if let Some(every) = args.soak_every_secs {

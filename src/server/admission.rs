@@ -4,14 +4,15 @@
 //! and development rely on it); otherwise those are refused.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use crate::liveness::check::{SessionKind, Verdict};
 use crate::server::codes::Close;
 use crate::server::protocol::token_is_well_formed;
+use crate::server::registry::Registry;
 use crate::server::session::SessionEnd;
 use crate::store::sessions::{Claim, SessionResult};
 use crate::tenants::Tenants;
@@ -20,6 +21,8 @@ use crate::tenants::Tenants;
 pub struct Admission {
     open: bool,
     tenants: Tenants,
+    /// This process, which holds the sessions it admits.
+    registry: Arc<Registry>,
 }
 
 /// A session a token may run.
@@ -41,8 +44,12 @@ pub struct IssuedSession {
 }
 
 impl Admission {
-    pub fn new(open: bool, tenants: Tenants) -> Self {
-        Self { open, tenants }
+    pub fn new(open: bool, tenants: Tenants, registry: Arc<Registry>) -> Self {
+        Self {
+            open,
+            tenants,
+            registry,
+        }
     }
 
     /// The session `token` may run, or the close that refuses it.
@@ -53,7 +60,7 @@ impl Admission {
         let claim = self
             .tenants
             .store()
-            .claim_session(token, crate::store::now())
+            .claim_session(token, crate::store::now(), self.registry.id())
             .await;
         match claim {
             Ok(Claim::Claimed(session)) => Ok(Admitted::Issued(IssuedSession {
@@ -92,10 +99,21 @@ impl Admission {
         let stored = self
             .tenants
             .store()
-            .finish_session(&session.client_id, &session.session_id, &result)
+            .finish_session(
+                &session.client_id,
+                &session.session_id,
+                self.registry.id(),
+                &result,
+            )
             .await;
-        if let Err(error) = stored {
-            tracing::error!(%error, "storing the session's outcome");
+        match stored {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                status = result.status,
+                "the session's outcome is not stored: other processes took this one for dead \
+                 and ended the session as disconnected"
+            ),
+            Err(error) => tracing::error!(%error, "storing the session's outcome"),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::events::TurnRules;
 use crate::server::forwarded::TrustedProxies;
 use crate::server::listener::ConnectionLimits;
+use crate::server::registry::RegistryConfig;
 use crate::server::session::limits::SessionLimits;
 use crate::store::StoreConfig;
 
@@ -32,6 +33,8 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub proxies: TrustedProxies,
     #[command(flatten)]
+    pub registry: RegistryConfig,
+    #[command(flatten)]
     pub store: StoreConfig,
 }
 
@@ -45,6 +48,7 @@ impl Default for ServeConfig {
             access: AccessConfig::default(),
             connections: ConnectionLimits::default(),
             proxies: TrustedProxies::default(),
+            registry: RegistryConfig::default(),
             store: StoreConfig::default(),
         }
     }

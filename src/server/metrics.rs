@@ -26,6 +26,10 @@ pub struct Metrics {
     /// Sessions whose liveness check passed, and authentications that ran out of time.
     pub liveness_passed: AtomicU64,
     pub liveness_timed_out: AtomicU64,
+    /// Sessions of dead processes this one ended as `disconnected` (`registry`).
+    pub sessions_reaped: AtomicU64,
+    /// Heartbeats that did not reach the store.
+    pub heartbeats_failed: AtomicU64,
     faces: AtomicU64,
     no_faces: AtomicU64,
     quality_rejected: AtomicU64,
@@ -39,6 +43,8 @@ impl Metrics {
             open_sessions: AtomicU64::new(0),
             liveness_passed: AtomicU64::new(0),
             liveness_timed_out: AtomicU64::new(0),
+            sessions_reaped: AtomicU64::new(0),
+            heartbeats_failed: AtomicU64::new(0),
             faces: AtomicU64::new(0),
             no_faces: AtomicU64::new(0),
             quality_rejected: AtomicU64::new(0),
@@ -124,12 +130,30 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
-        let name = "face_service_frames_abandoned_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Frames dropped unrun because their client left.\n# TYPE {name} counter\n{name} {}",
-            load(&engine.frames_abandoned)
-        );
+        let counters = [
+            (
+                "face_service_frames_abandoned_total",
+                "Frames dropped unrun because their client left.",
+                &engine.frames_abandoned,
+            ),
+            (
+                "face_service_sessions_reaped_total",
+                "Open sessions of dead processes that this process marked disconnected.",
+                &self.sessions_reaped,
+            ),
+            (
+                "face_service_heartbeats_failed_total",
+                "Heartbeats that did not reach the store.",
+                &self.heartbeats_failed,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                load(counter)
+            );
+        }
         let name = "face_service_liveness_sessions_total";
         let _ = writeln!(
             out,

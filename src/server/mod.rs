@@ -10,6 +10,7 @@ pub mod forwarded;
 pub mod listener;
 pub mod metrics;
 pub mod protocol;
+pub mod registry;
 mod routes;
 pub mod session;
 
@@ -25,6 +26,7 @@ use crate::engine::Engine;
 use crate::models::FaceModels;
 use crate::server::admission::{ActiveTokens, Admission};
 use crate::server::metrics::Metrics;
+use crate::server::registry::Registry;
 use crate::tenants::Tenants;
 
 pub use config::ServeConfig;
@@ -43,6 +45,10 @@ pub struct AppState {
     pub landmark_model: String,
     pub next_session_id: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
+    pub registry: Arc<Registry>,
+    /// Sockets upgraded and not yet done with, their outcome stored included: what the
+    /// shutdown waits for before it marks the process stopped.
+    pub sessions_in_progress: Arc<AtomicU64>,
 }
 
 /// A running server: where it listens, and how to stop it.
@@ -52,11 +58,19 @@ pub struct Running {
     pub tenants: Tenants,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    metrics: Arc<Metrics>,
+    sessions_in_progress: Arc<AtomicU64>,
+    registry: Arc<Registry>,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops accepting, tells open sessions `1001`, and waits for them to finish.
+    /// This process's id in the store's registry of processes.
+    pub fn process_id(&self) -> &str {
+        self.registry.id()
+    }
+
+    /// Stops accepting, tells open sessions `1001`, waits for them to finish, and marks the
+    /// process stopped in the store.
     pub async fn shut_down(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
         self.task.await.expect("the server task does not panic");
@@ -64,11 +78,13 @@ impl Running {
         // here for the sessions to answer what they took and close, each within its grace
         // period, or the process would exit under them and cut their sockets.
         let deadline = tokio::time::Instant::now() + SESSION_DRAIN;
-        while self.metrics.open_sessions.load(Ordering::Relaxed) > 0
+        while self.sessions_in_progress.load(Ordering::Relaxed) > 0
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        self.heartbeat.abort();
+        self.registry.deregister().await;
         Ok(())
     }
 }
@@ -98,8 +114,16 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
     let metrics = Arc::new(Metrics::new(engine.metrics.clone()));
     let listener = TcpListener::bind(config.bind).await?;
     let address = listener.local_addr()?;
+    let registry = Registry::register(
+        tenants.store().clone(),
+        &config.registry,
+        address,
+        metrics.clone(),
+    )
+    .await?;
+    let heartbeat = registry.spawn_heartbeat();
     let (stop, shutdown) = watch::channel(false);
-    let admission = Arc::new(Admission::new(open, tenants.clone()));
+    let admission = Arc::new(Admission::new(open, tenants.clone(), registry.clone()));
     let api = crate::api::ApiState {
         tenants: tenants.clone(),
         session_lifetime: Duration::from_secs(config.access.session_lifetime_secs),
@@ -114,7 +138,10 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
         landmark_model,
         next_session_id: Arc::default(),
         shutdown: shutdown.clone(),
+        registry: registry.clone(),
+        sessions_in_progress: Arc::default(),
     };
+    let sessions_in_progress = state.sessions_in_progress.clone();
     let stopping = shutdown;
     let connections = state.config.connections.clone();
     let proxies = state.config.proxies.clone();
@@ -130,6 +157,8 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
         tenants,
         stop,
         task,
-        metrics,
+        sessions_in_progress,
+        registry,
+        heartbeat,
     })
 }

@@ -1,6 +1,7 @@
 //! The server's routes: the seed's WebSocket, the health, readiness and status endpoints,
 //! Prometheus metrics, and the demo page.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
@@ -61,6 +62,7 @@ async fn websocket(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
+            let _in_progress = InProgress::new(&state.sessions_in_progress);
             let (mut sink, mut stream) = socket.split();
             let admitted = match admitted {
                 Ok(admitted) => admitted,
@@ -101,6 +103,22 @@ async fn websocket(
         })
 }
 
+/// Counts a socket as in progress while it lives.
+struct InProgress(Arc<AtomicU64>);
+
+impl InProgress {
+    fn new(count: &Arc<AtomicU64>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The live demo: one self-contained page, compiled in, that streams the camera over the
 /// seed protocol and draws what comes back.
 async fn demo_page() -> axum::response::Html<&'static str> {
@@ -118,6 +136,7 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
     let (batches, frames) = (engine.batch_size.count(), engine.batch_size.sum());
     Json(json!({
         "device": state.device,
+        "process_id": state.registry.id(),
         "models": ["detector", state.landmark_model],
         "refine_landmarks": state.landmark_model == ModelKind::LandmarksWithAttention.description().name,
         "open_sessions": load(&metrics.open_sessions),
@@ -147,6 +166,8 @@ async fn ready(State(state): State<AppState>) -> Response {
     };
     if *state.shutdown.borrow() {
         unready("draining")
+    } else if !state.registry.in_touch() {
+        unready("the store is unreachable")
     } else if state.metrics.engine.workers_warming.load(Ordering::Relaxed) > 0 {
         unready("warming up")
     } else {

@@ -5,11 +5,15 @@
 //! both: `$N` parameters, only the types both know, and the migrations in `migrations/` applied
 //! at start.
 //!
+//! The processes sharing a database register in it (`processes`), with the sessions each
+//! holds, so that a surviving process can end the sessions of one that died.
+//!
 //! Every query of tenant data takes the client's id and filters by it; that id is in every such
 //! table's primary key.
 
 pub mod audit;
 pub mod clients;
+pub mod processes;
 pub mod sessions;
 pub mod usage;
 pub mod users;

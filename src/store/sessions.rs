@@ -27,6 +27,8 @@ pub struct SessionRow {
     pub liveness_score: Option<f64>,
     pub blinks_detected: Option<i64>,
     pub motion_events: Option<i64>,
+    /// The process whose socket runs it, once opened (`processes`).
+    pub process_id: Option<String>,
 }
 
 /// How a session ended, as its socket saw it.
@@ -57,7 +59,7 @@ pub enum Claim {
 const COLUMNS: &str = "client_id, id, token, kind, external_user_id, enrollment_id, session_type, \
                        status, metadata, required_blinks, created_at, expires_at, opened_at, \
                        completed_at, frames_processed, liveness_verified, liveness_score, \
-                       blinks_detected, motion_events";
+                       blinks_detected, motion_events, process_id";
 
 impl Store {
     /// Stores a new session, and for an enrollment session its pending enrollment, together.
@@ -140,18 +142,24 @@ impl Store {
         self.client_page(sql, count, client_id, page).await
     }
 
-    /// Takes the session with `token` for one socket: at most one claim ever succeeds, even
-    /// with several processes on one database, because the claim is a single conditional
-    /// update.
-    pub async fn claim_session(&self, token: &str, now: Millis) -> StoreResult<Claim> {
+    /// Takes the session with `token` for one socket of process `process_id`: at most one
+    /// claim ever succeeds, even with several processes on one database, because the claim is
+    /// a single conditional update.
+    pub async fn claim_session(
+        &self,
+        token: &str,
+        now: Millis,
+        process_id: &str,
+    ) -> StoreResult<Claim> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "UPDATE sessions SET opened_at = $1 \
+            "UPDATE sessions SET opened_at = $1, process_id = $3 \
              WHERE token = $2 AND opened_at IS NULL AND status = 'active' AND expires_at > $1 \
              RETURNING {COLUMNS}"
         ));
         let claimed: Option<SessionRow> = sqlx::query_as(sql)
             .bind(now)
             .bind(token)
+            .bind(process_id)
             .fetch_optional(self.pool())
             .await?;
         if let Some(session) = claimed {
@@ -179,17 +187,21 @@ impl Store {
         })
     }
 
-    /// Records how the client's session ended.
+    /// Records how the client's session ended, if it is still open and held by
+    /// `process_id`. False when it was not: a reaper had taken the process for dead and ended
+    /// the session as `disconnected` first, and that outcome stands.
     pub async fn finish_session(
         &self,
         client_id: &str,
         id: &str,
+        process_id: &str,
         result: &SessionResult,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<bool> {
+        let finished = sqlx::query(
             "UPDATE sessions SET status = $1, completed_at = $2, frames_processed = $3, \
              liveness_verified = $4, liveness_score = $5, blinks_detected = $6, \
-             motion_events = $7 WHERE client_id = $8 AND id = $9",
+             motion_events = $7 WHERE client_id = $8 AND id = $9 AND status = 'active' \
+             AND process_id = $10",
         )
         .bind(result.status)
         .bind(result.completed_at)
@@ -200,8 +212,9 @@ impl Store {
         .bind(result.motion_events)
         .bind(client_id)
         .bind(id)
+        .bind(process_id)
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(finished.rows_affected() == 1)
     }
 }

@@ -44,3 +44,27 @@ pub fn spawn_until_stderr_says<T: Send + 'static>(
         .unwrap_or_else(|| panic!("{:?} did not say what was awaited", command.get_program()));
     (child, found)
 }
+
+/// Runs `command` and panics with what it printed unless it succeeds.
+pub fn passes(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What `face-service ARGS` prints; panics with its stderr when it fails.
+pub fn printed_by(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_face-service"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}

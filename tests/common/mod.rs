@@ -5,12 +5,23 @@
 
 pub mod child;
 pub mod client;
+pub mod deployment;
+pub mod nginx;
 pub mod postgres;
+pub mod server_process;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+/// A fresh directory in cargo's scratch directory for tests.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// `tests/golden/fixtures/`, made by the scripts in `tests/golden/`.
 pub fn fixtures() -> PathBuf {
