@@ -15,7 +15,8 @@ use crate::tenants::{AuthError, Client, Credential, Refusal};
 /// The authenticated client of a request.
 pub struct Caller {
     pub client: Client,
-    pub remote_addr: Option<String>,
+    /// The client's address: the peer's, or as the trusted proxies in front report it.
+    pub remote_addr: String,
 }
 
 impl FromRequestParts<ApiState> for Caller {
@@ -40,7 +41,7 @@ impl FromRequestParts<ApiState> for Caller {
                         "authentication",
                         false,
                         reason.detail(),
-                        remote_addr,
+                        Some(remote_addr),
                     )
                     .await?;
                 return Err(AuthError::Refused { reason, client_id }.into());
@@ -69,7 +70,7 @@ impl FromRequestParts<ApiState> for Caller {
 }
 
 /// The peer's address, for the audit log of unauthenticated requests.
-pub struct Remote(pub Option<String>);
+pub struct Remote(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Remote {
     type Rejection = std::convert::Infallible;
@@ -80,9 +81,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Remote {
 }
 
 /// The client's address: the peer's, or as the trusted proxies in front report it.
-async fn remote_addr(parts: &mut Parts) -> Option<String> {
+async fn remote_addr(parts: &mut Parts) -> String {
     let Ok(origin) = ClientOrigin::from_request_parts(parts, &()).await;
-    Some(origin.address.to_string())
+    origin.address.to_string()
 }
 
 fn credential(headers: &HeaderMap) -> Option<Credential> {

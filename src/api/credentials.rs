@@ -60,7 +60,13 @@ pub async fn issue_token(
         Ok(issued) => {
             let client = &issued.client;
             tenants
-                .audit(Some(&client.id), "token_issued", true, "JWT issued", remote)
+                .audit(
+                    Some(&client.id),
+                    "token_issued",
+                    true,
+                    "JWT issued",
+                    Some(remote),
+                )
                 .await?;
             Ok(axum::Json(TokenAnswer {
                 client_id: client.id.clone(),
@@ -84,7 +90,7 @@ pub async fn issue_token(
                     "token_issued",
                     false,
                     reason.detail(),
-                    remote,
+                    Some(remote),
                 )
                 .await?;
             Err(ApiError::new(StatusCode::UNAUTHORIZED, reason.detail()))
@@ -132,7 +138,7 @@ pub async fn reset(
             "credentials_rotated",
             true,
             "over the API",
-            caller.remote_addr,
+            Some(caller.remote_addr),
         )
         .await?;
     Ok(axum::Json(NewCredentials {

@@ -173,7 +173,7 @@ async fn store_session(
             "session_created",
             true,
             &format!("{} session", session.kind),
-            caller.remote_addr.clone(),
+            Some(caller.remote_addr.clone()),
         )
         .await?;
     Ok(())
