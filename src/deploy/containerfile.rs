@@ -30,6 +30,22 @@ pub fn containerfile(
     environment: &Environment,
 ) -> Result<String, DeployError> {
     let port = environment.port()?;
+    let mut environment = environment.clone();
+    environment.set_unless_given("FACE_SERVICE_DATA_DIR", DATA_DIR);
+    let data_dir = environment
+        .get("FACE_SERVICE_DATA_DIR")
+        .unwrap_or(DATA_DIR)
+        .to_owned();
+    // The directory is made in a shell command: a plain absolute path needs no quoting there.
+    let plain = data_dir.starts_with('/')
+        && data_dir
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_'));
+    if !plain {
+        return Err(DeployError::Invalid(format!(
+            "--data-dir {data_dir:?}: in an image, an absolute path of letters, digits and / . - _"
+        )));
+    }
     let drivers = match args.variant {
         Variant::Cpu => " mesa-vulkan-drivers",
         Variant::Nvidia => "",
@@ -50,7 +66,7 @@ pub fn containerfile(
              && apt-get install -y --no-install-recommends libvulkan1{drivers} ca-certificates \\\n    \
              && rm -rf /var/lib/apt/lists/*\n\
          COPY --from=build /out/face-service /usr/local/bin/face-service\n\
-         RUN mkdir -p {DATA_DIR} && chown 10001:10001 {DATA_DIR}\n\
+         RUN mkdir -p {data_dir} && chown 10001:10001 {data_dir}\n\
          USER 10001:10001\n",
         variant = match args.variant {
             Variant::Cpu => "cpu",
@@ -64,8 +80,6 @@ pub fn containerfile(
              NVIDIA_DRIVER_CAPABILITIES=compute,graphics,utility\n",
         );
     }
-    let mut environment = environment.clone();
-    environment.set_unless_given("FACE_SERVICE_DATA_DIR", DATA_DIR);
     let variables: Vec<String> = environment
         .iter()
         .map(|(name, value)| format!("{name}=\"{}\"", quoted(value)))
@@ -88,4 +102,32 @@ fn quoted(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('$', "\\$")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(data_dir: Option<&str>) -> Result<String, DeployError> {
+        let mut environment = Environment::default();
+        if let Some(dir) = data_dir {
+            environment.set("FACE_SERVICE_DATA_DIR", dir);
+        }
+        let args = ContainerfileArgs {
+            variant: Variant::Cpu,
+        };
+        containerfile(&args, &environment)
+    }
+
+    #[test]
+    fn the_image_makes_the_data_directory_the_server_uses() {
+        let default = printed(None).unwrap();
+        assert!(default.contains(&format!("RUN mkdir -p {DATA_DIR} && chown")));
+        assert!(default.contains(&format!("FACE_SERVICE_DATA_DIR=\"{DATA_DIR}\"")));
+        let given = printed(Some("/srv/face")).unwrap();
+        assert!(given.contains("RUN mkdir -p /srv/face && chown 10001:10001 /srv/face"));
+        assert!(given.contains("FACE_SERVICE_DATA_DIR=\"/srv/face\""));
+        assert!(printed(Some("relative")).is_err());
+        assert!(printed(Some("/srv/$(reboot)")).is_err());
+    }
 }
