@@ -1,5 +1,5 @@
-//! Forward pass of the detector and the two landmark models (468 points, and 478 with the
-//! attention model) by batch size, on each backend present.
+//! Forward pass of the detector, the two landmark models (468 points, and 478 with the
+//! attention model) and the recognition model by batch size, on each backend present.
 //!
 //! Every reported time is **per frame**: each iteration runs one batch, reads the outputs back
 //! to the host (as the server must), and the elapsed time is divided by the batch size.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use face_service::device::{Backend, ComputeDevice};
-use face_service::models::{FaceModels, ModelKind, ModelOptions};
+use face_service::models::{FaceModels, FaceRecognizer, ModelKind, ModelOptions, load_recognizer};
 
 const DEFAULT_BATCHES: [usize; 4] = [1, 8, 32, 128];
 
@@ -58,8 +58,16 @@ fn input(kind: ModelKind, batch: usize, models: &FaceModels) -> Tensor<4> {
     )
 }
 
-fn forward_and_read_back(models: &FaceModels, kind: ModelKind, input: Tensor<4>) {
+fn forward_and_read_back(
+    models: &FaceModels,
+    recognizer: &FaceRecognizer,
+    kind: ModelKind,
+    input: Tensor<4>,
+) {
     match kind {
+        ModelKind::Recognition => {
+            std::hint::black_box(recognizer.forward(input).into_data());
+        }
         ModelKind::Detector => {
             let output = models.detector.forward(input);
             std::hint::black_box(output.regressors.into_data());
@@ -79,11 +87,13 @@ fn forward_by_batch(c: &mut Criterion) {
             refine_landmarks: true,
             ..ModelOptions::default()
         };
+        let recognizer = load_recognizer(&device, &ModelOptions::default()).expect("weights");
         let refined = FaceModels::load(device, &refining).expect("weights load");
         for (kind, models) in [
             (ModelKind::Landmarks, &models),
             (ModelKind::LandmarksWithAttention, &refined),
             (ModelKind::Detector, &models),
+            (ModelKind::Recognition, &models),
         ] {
             let name = kind.description().name;
             let mut group = c.benchmark_group(format!("{name}/{backend}"));
@@ -97,7 +107,7 @@ fn forward_by_batch(c: &mut Criterion) {
                         b.iter_custom(|iterations| {
                             let started = Instant::now();
                             for _ in 0..iterations {
-                                forward_and_read_back(models, kind, input.clone());
+                                forward_and_read_back(models, &recognizer, kind, input.clone());
                             }
                             started.elapsed() / batch as u32
                         });

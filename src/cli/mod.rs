@@ -8,6 +8,7 @@ pub mod clients;
 pub mod deploy;
 pub mod infer;
 pub mod models;
+pub mod recognize;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -30,11 +31,12 @@ pub struct ModelArgs {
     )]
     pub device: DeviceRequest,
 
-    /// Read the `.tflite` weight files from this directory instead of the copies compiled in.
+    /// Read the weight files (`.tflite`, and the recognition model's `.onnx`) from this
+    /// directory instead of the copies compiled in.
     #[arg(long, env = "FACE_SERVICE_WEIGHTS_DIR", global = true)]
     pub weights_dir: Option<PathBuf>,
 
-    /// Load weight files whose sha256 differs from MediaPipe 0.10.21's (e.g. a retrained model
+    /// Load weight files whose sha256 differs from the published ones (e.g. a retrained model
     /// of the same architecture).
     #[arg(long, env = "FACE_SERVICE_SKIP_WEIGHT_CHECKSUM", global = true)]
     pub skip_weight_checksum: bool,

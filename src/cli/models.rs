@@ -1,7 +1,9 @@
 //! `face-service models`: what is loaded, from where, on which device.
 
+use burn::module::Module;
+
 use crate::cli::{AnyError, ModelArgs};
-use crate::models::{ModelKind, WeightFile};
+use crate::models::{ModelKind, WeightFile, load_recognizer};
 use crate::tflite::TfliteModel;
 
 /// Prints each model's input, weight file and parameters, and the device.
@@ -12,17 +14,29 @@ pub fn run(args: &ModelArgs) -> Result<(), AnyError> {
     for kind in ModelKind::ALL {
         let description = kind.description();
         let file = WeightFile::load(kind, &options.weights, options.verify_checksum)?;
-        let in_file = TfliteModel::parse(&file.bytes)?.float_constant_count();
-        let loaded = match models.parameter_count(kind) {
-            Some(count) => format!("{count} parameters loaded"),
-            None => "not loaded (the other landmark model is; see --refine-landmarks)".to_owned(),
+        let (in_file, loaded) = if kind == ModelKind::Recognition {
+            // Its batch normalisations are folded into the layers at load, so it holds fewer
+            // parameters than the file.
+            let recognizer = load_recognizer(&models.device, &options)?;
+            ("an ONNX graph".to_owned(), recognizer.num_params())
+        } else {
+            let in_file = TfliteModel::parse(&file.bytes)?.float_constant_count();
+            match models.parameter_count(kind) {
+                Some(count) => (format!("{in_file} weights"), count),
+                None => {
+                    println!(
+                        "{:<26} not loaded (the other landmark model is; see --refine-landmarks)",
+                        description.name
+                    );
+                    continue;
+                }
+            }
         };
         println!(
-            "{:<26} {}x{} input, {} weights in {} ({}), {loaded}",
+            "{:<26} {}x{} input, {in_file} in {} ({}), {loaded} parameters loaded",
             description.name,
             description.input.width,
             description.input.height,
-            in_file,
             file.path.display(),
             &description.sha256[..12],
         );

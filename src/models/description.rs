@@ -10,13 +10,16 @@ pub enum ModelKind {
     Detector,
     Landmarks,
     LandmarksWithAttention,
+    /// OpenCV Zoo's SFace: face templates for recognition.
+    Recognition,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 3] = [
+    pub const ALL: [ModelKind; 4] = [
         ModelKind::Detector,
         ModelKind::Landmarks,
         ModelKind::LandmarksWithAttention,
+        ModelKind::Recognition,
     ];
 
     /// The description shipped in `models/`, parsed. The files are part of the build, so a
@@ -28,6 +31,7 @@ impl ModelKind {
             ModelKind::LandmarksWithAttention => {
                 include_str!("../../models/face_landmark_with_attention.toml")
             }
+            ModelKind::Recognition => include_str!("../../models/face_recognition_sface.toml"),
         };
         toml::from_str(text).expect("models/*.toml is valid (checked by tests)")
     }
@@ -41,6 +45,9 @@ impl ModelKind {
             ModelKind::Landmarks => include_bytes!("../../weights/face_landmark.tflite"),
             ModelKind::LandmarksWithAttention => {
                 include_bytes!("../../weights/face_landmark_with_attention.tflite")
+            }
+            ModelKind::Recognition => {
+                include_bytes!("../../weights/face_recognition_sface_2021dec_int8bq.onnx")
             }
         }
     }
@@ -61,7 +68,7 @@ pub struct ModelDescription {
     pub summary: String,
     /// File name inside `weights/`.
     pub weights: String,
-    /// sha256 of the weight file as MediaPipe ships it.
+    /// sha256 of the weight file as its package ships it.
     pub sha256: String,
     pub input: InputDescription,
     pub outputs: Vec<OutputDescription>,
@@ -69,6 +76,8 @@ pub struct ModelDescription {
     pub decoding: Option<DecodingOptions>,
     pub non_max_suppression: Option<NonMaxSuppressionOptions>,
     pub landmarks: Option<LandmarkOptions>,
+    pub matching: Option<MatchingOptions>,
+    pub alignment: Option<AlignmentOptions>,
 }
 
 impl ModelDescription {
@@ -80,7 +89,7 @@ impl ModelDescription {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputDescription {
-    /// Name of the input tensor in the `.tflite` file.
+    /// Name of the input tensor in the weight file.
     pub tensor: String,
     pub width: usize,
     pub height: usize,
@@ -163,6 +172,24 @@ pub struct LandmarkOptions {
     pub presence_threshold: f32,
 }
 
+/// How two templates are compared.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchingOptions {
+    /// `cosine`: the dot product of L2-normalised templates.
+    pub metric: String,
+    /// Similarity at or above which two templates are taken for the same person.
+    pub same_person_threshold: f32,
+}
+
+/// Where the five alignment points go in the model's input, in its pixels: the eye on the
+/// image's left, the other eye, the nose tip, the mouth corner on the image's left, the other.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignmentOptions {
+    pub points: [[f32; 2]; 5],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,7 +199,12 @@ mod tests {
         for kind in ModelKind::ALL {
             let description = kind.description();
             assert_eq!(ModelKind::from_name(&description.name), Some(kind));
-            assert!(description.weights.ends_with(".tflite"));
+            let format = if kind == ModelKind::Recognition {
+                ".onnx"
+            } else {
+                ".tflite"
+            };
+            assert!(description.weights.ends_with(format));
             assert_eq!(description.sha256.len(), 64);
             assert!(!description.outputs.is_empty());
         }

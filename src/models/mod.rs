@@ -1,4 +1,5 @@
-//! MediaPipe's face networks as burn modules, built from MediaPipe's own weight files.
+//! The face networks as burn modules, built from their published weight files: MediaPipe's
+//! detector and landmark models, and SFace for recognition.
 
 pub mod attention;
 pub mod description;
@@ -8,6 +9,7 @@ pub mod head;
 pub mod input;
 pub mod landmarks;
 pub mod layers;
+pub mod recognizer;
 pub mod weights;
 
 use burn::module::Module;
@@ -17,6 +19,7 @@ pub use attention::FaceLandmarkerWithAttention;
 pub use description::{ModelDescription, ModelKind};
 pub use detector::{DetectorOutput, FaceDetector};
 pub use landmarks::{FaceLandmarker, LandmarkOutput};
+pub use recognizer::FaceRecognizer;
 pub use weights::{WeightError, WeightFile, WeightSource};
 
 use crate::device::ComputeDevice;
@@ -113,6 +116,19 @@ impl FaceModels {
             _ => None,
         }
     }
+}
+
+/// The recognition model, loaded onto `device` from where `options` say.
+pub fn load_recognizer(
+    device: &ComputeDevice,
+    options: &ModelOptions,
+) -> Result<FaceRecognizer, WeightError> {
+    let file = WeightFile::load(
+        ModelKind::Recognition,
+        &options.weights,
+        options.verify_checksum,
+    )?;
+    FaceRecognizer::load(&file, &device.device)
 }
 
 /// A model output `[N, ...]` read back to the host as one flat row per batch item.

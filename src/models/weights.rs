@@ -1,4 +1,5 @@
-//! Loading MediaPipe's `.tflite` weight files into burn parameters, by tensor name.
+//! Reading the weight files, and loading MediaPipe's `.tflite` ones into burn parameters by
+//! tensor name (the ONNX recognition model reads its graph itself: `recognizer.rs`).
 //!
 //! Each burn layer asks for its weights by the name the tensor has in the file (`conv2d_3`,
 //! `p_re_lu_7`, ...), so the layer tables in the model code are the whole mapping; a file that
@@ -37,7 +38,7 @@ pub enum WeightError {
     },
     #[error(
         "weight file {path} has sha256 {actual}, but models/ expects {expected} \
-         (MediaPipe 0.10.21's file); disable the checksum to load a different file anyway"
+         (the file as published); disable the checksum to load a different file anyway"
     )]
     Checksum {
         path: PathBuf,
@@ -49,6 +50,12 @@ pub enum WeightError {
         path: PathBuf,
         model: String,
         source: TfliteError,
+    },
+    #[error("weight file {path} does not match the {model} architecture: {reason}")]
+    Graph {
+        path: PathBuf,
+        model: String,
+        reason: String,
     },
 }
 

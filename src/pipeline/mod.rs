@@ -1,11 +1,13 @@
 //! MediaPipe's FaceMesh pipeline around the two networks: anchors and detection decoding,
 //! regions of interest, the crop that feeds the landmark model, the two model stages on whole
-//! frames, and tracking from frame to frame.
+//! frames, tracking from frame to frame, and the alignment that feeds the recognition model.
 
+pub mod alignment;
 pub mod anchors;
 pub mod crop;
 pub mod detection;
 pub mod face_mesh;
 pub mod projection;
+pub mod recognition;
 pub mod roi;
 pub mod tracker;

@@ -27,6 +27,54 @@ pub fn crop(
     border: Border,
 ) -> RgbImage {
     let map = Affine::rect_to_output(rect, out_width, out_height);
+    sample(
+        frame,
+        &map,
+        (out_width, out_height),
+        border,
+        Rounding::Perspective,
+    )
+}
+
+/// Bilinear-samples `frame` at `map` of every pixel of an `out_width` x `out_height` image, as
+/// OpenCV's `warpAffine` does with the inverse of `map`.
+pub fn warp(
+    frame: &RgbImage,
+    map: &Affine,
+    out_width: u32,
+    out_height: u32,
+    border: Border,
+) -> RgbImage {
+    sample(
+        frame,
+        map,
+        (out_width, out_height),
+        border,
+        Rounding::Affine,
+    )
+}
+
+/// How a sample position becomes 1/32 pixels: OpenCV's two warps round differently, and a
+/// position rounded the other way moves a byte by a grey level or more at an edge.
+#[derive(Debug, Clone, Copy)]
+enum Rounding {
+    /// `warpPerspective` (MediaPipe's crops): each position from the exact map, to nearest.
+    Perspective,
+    /// `warpAffine`: the row's part and the column's part of the map each rounded to 1/1024
+    /// pixel, summed with half a 1/32 step, and cut down to 1/32.
+    Affine,
+}
+
+/// OpenCV's `warpAffine` works in 1/1024 pixels before cutting to 1/32 (`AB_BITS`).
+const AFFINE_BITS: i32 = 10;
+
+fn sample(
+    frame: &RgbImage,
+    map: &Affine,
+    (out_width, out_height): (u32, u32),
+    border: Border,
+    rounding: Rounding,
+) -> RgbImage {
     let mut out = RgbImage::new(out_width, out_height);
     let sampler = Sampler {
         pixels: frame.as_raw(),
@@ -34,16 +82,43 @@ pub fn crop(
         height: i64::from(frame.height()),
         border,
     };
+    let affine_scale = f64::from(1 << AFFINE_BITS);
+    // warpAffine's column parts, the same for every row.
+    let column_parts: Vec<(i64, i64)> = match rounding {
+        Rounding::Perspective => Vec::new(),
+        Rounding::Affine => (0..out_width)
+            .map(|u| {
+                let u = f64::from(u);
+                (
+                    round_to_even(map.a * u * affine_scale),
+                    round_to_even(map.d * u * affine_scale),
+                )
+            })
+            .collect(),
+    };
     let mut positions = vec![(0i64, 0i64); out_width as usize];
     for (v, row) in out.chunks_exact_mut(out_width as usize * 3).enumerate() {
         let v = v as f64;
-        for (u, position) in positions.iter_mut().enumerate() {
-            let u = u as f64;
-            // Position in 1/32 pixels, rounded to nearest like OpenCV's saturate_cast.
-            *position = (
-                round_to_even((map.a * u + map.b * v + map.c) * f64::from(SUBPIXEL_STEPS)),
-                round_to_even((map.d * u + map.e * v + map.f) * f64::from(SUBPIXEL_STEPS)),
-            );
+        match rounding {
+            Rounding::Perspective => {
+                for (u, position) in positions.iter_mut().enumerate() {
+                    let u = u as f64;
+                    // Position in 1/32 pixels, rounded to nearest like OpenCV's saturate_cast.
+                    *position = (
+                        round_to_even((map.a * u + map.b * v + map.c) * f64::from(SUBPIXEL_STEPS)),
+                        round_to_even((map.d * u + map.e * v + map.f) * f64::from(SUBPIXEL_STEPS)),
+                    );
+                }
+            }
+            Rounding::Affine => {
+                let half_step = 1 << (AFFINE_BITS - SUBPIXEL_BITS - 1);
+                let x0 = round_to_even((map.b * v + map.c) * affine_scale) + half_step;
+                let y0 = round_to_even((map.e * v + map.f) * affine_scale) + half_step;
+                let shift = AFFINE_BITS - SUBPIXEL_BITS;
+                for (position, &(dx, dy)) in positions.iter_mut().zip(&column_parts) {
+                    *position = ((x0 + dx) >> shift, (y0 + dy) >> shift);
+                }
+            }
         }
         // Positions move monotonically along a row, so when both ends' windows are inside
         // the frame (nearly every row of a face crop), every window between them is too.

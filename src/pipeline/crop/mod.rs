@@ -6,5 +6,5 @@ pub mod cpu;
 pub mod geometry;
 pub mod gpu;
 
-pub use cpu::{crop, resize};
+pub use cpu::{crop, resize, warp};
 pub use geometry::{Affine, Border, PixelRect};
