@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU (H100/H200 class): the model benches by batch
-# size up to 1024 on wgpu and on the CPU, the server-part benches (the crop shader against the
+# One command for a machine with an NVIDIA GPU (H100/H200 class): the model benches (the
+# recognition model among them) by batch size up to 1024 on wgpu and on the CPU, the gallery
+# search, the server-part benches (the crop shader against the
 # CPU crop), and a harness sweep against `face-service serve --device gpu`; the report, with
 # the card's name, goes to $OUT (default /var/tmp/face-service-gpu).
 #
@@ -37,6 +38,8 @@ grep -q "software" "$out/models.txt" && { echo "wgpu found only a software adapt
 
 # Model forward passes by batch size, per frame, read back to the host.
 FACE_SERVICE_BENCH_BATCHES="$batches" cargo bench --bench models 2>&1 | tee "$out/bench-models.txt"
+# The 1:N template search (CPU, one thread) at 10k, 100k and 1M templates.
+cargo bench --bench gallery 2>&1 | tee "$out/bench-gallery.txt"
 # Decode; a batch of 32 landmark inputs cut on the CPU and uploaded, against the frames
 # uploaded and cut by the crop shader; the engine's queue; JSON.
 cargo bench --bench server_parts 2>&1 | tee "$out/bench-server-parts.txt"
@@ -73,7 +76,8 @@ sweep_with gpu-crop --gpu-crop
     echo
     echo "## Models (per frame, by batch size)"
     echo '```'
-    grep -E "^(detector|landmarks|landmarks_with_attention)/|time:" "$out/bench-models.txt" || true
+    grep -E "^(detector|landmarks|landmarks_with_attention|recognition)/|time:" "$out/bench-models.txt" || true
+    grep -E "^gallery/|time:" "$out/bench-gallery.txt" || true
     echo '```'
     echo "## Server parts"
     echo '```'
