@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use face_service::device::{Backend, ComputeDevice};
-use face_service::models::{FaceModels, FaceRecognizer, ModelKind, ModelOptions, load_recognizer};
+use face_service::models::{FaceModels, ModelKind, ModelOptions};
 
 const DEFAULT_BATCHES: [usize; 4] = [1, 8, 32, 128];
 
@@ -58,14 +58,13 @@ fn input(kind: ModelKind, batch: usize, models: &FaceModels) -> Tensor<4> {
     )
 }
 
-fn forward_and_read_back(
-    models: &FaceModels,
-    recognizer: &FaceRecognizer,
-    kind: ModelKind,
-    input: Tensor<4>,
-) {
+fn forward_and_read_back(models: &FaceModels, kind: ModelKind, input: Tensor<4>) {
     match kind {
         ModelKind::Recognition => {
+            let recognizer = models
+                .recognizer
+                .as_ref()
+                .expect("loaded with the recognizer");
             std::hint::black_box(recognizer.forward(input).into_data());
         }
         ModelKind::Detector => {
@@ -82,12 +81,13 @@ fn forward_and_read_back(
 
 fn forward_by_batch(c: &mut Criterion) {
     for (backend, device) in devices() {
-        let models = FaceModels::load(device.clone(), &ModelOptions::default()).expect("weights");
+        let models = FaceModels::load(device.clone(), &ModelOptions::default())
+            .and_then(|models| models.with_recognizer(&ModelOptions::default()))
+            .expect("weights");
         let refining = ModelOptions {
             refine_landmarks: true,
             ..ModelOptions::default()
         };
-        let recognizer = load_recognizer(&device, &ModelOptions::default()).expect("weights");
         let refined = FaceModels::load(device, &refining).expect("weights load");
         for (kind, models) in [
             (ModelKind::Landmarks, &models),
@@ -107,7 +107,7 @@ fn forward_by_batch(c: &mut Criterion) {
                         b.iter_custom(|iterations| {
                             let started = Instant::now();
                             for _ in 0..iterations {
-                                forward_and_read_back(models, &recognizer, kind, input.clone());
+                                forward_and_read_back(models, kind, input.clone());
                             }
                             started.elapsed() / batch as u32
                         });

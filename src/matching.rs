@@ -11,9 +11,9 @@ use serde::Serialize;
 use crate::models::description::ModelKind;
 use crate::models::recognizer::TEMPLATE_LEN;
 
-/// A face template, L2-normalised.
+/// A face template, L2-normalised. Boxed: frames' answers carry one through the engine.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Template([f32; TEMPLATE_LEN]);
+pub struct Template(Box<[f32; TEMPLATE_LEN]>);
 
 /// Why numbers could not be made a template.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -38,7 +38,7 @@ impl Template {
         if !norm.is_finite() || norm == 0.0 {
             return Err(TemplateError::Degenerate);
         }
-        Ok(Self(values.map(|v| (f64::from(v) / norm) as f32)))
+        Ok(Self(Box::new(values.map(|v| (f64::from(v) / norm) as f32))))
     }
 
     pub fn values(&self) -> &[f32; TEMPLATE_LEN] {
@@ -48,7 +48,7 @@ impl Template {
     /// Cosine similarity, in [-1, 1].
     pub fn similarity(&self, other: &Template) -> f32 {
         let mut scores = [0.0];
-        scores_of(&self.0, &other.0, &mut scores);
+        scores_of(self.values(), other.values(), &mut scores);
         scores[0]
     }
 }
@@ -125,7 +125,7 @@ impl<K: Clone + PartialEq> Gallery<K> {
 
     pub fn insert(&mut self, key: K, template: &Template) {
         self.keys.push(key);
-        self.values.extend_from_slice(&template.0);
+        self.values.extend_from_slice(template.values());
     }
 
     /// Removes every template under `key`; returns how many there were.
@@ -266,7 +266,7 @@ mod tests {
 
     fn plain_dot(a: &Template, b: &Template) -> f32 {
         a.0.iter()
-            .zip(&b.0)
+            .zip(b.values())
             .map(|(x, y)| f64::from(*x) * f64::from(*y))
             .sum::<f64>() as f32
     }

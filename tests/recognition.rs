@@ -26,9 +26,11 @@ use std::path::{Path, PathBuf};
 use face_service::device::{Backend, ComputeDevice};
 use face_service::frame;
 use face_service::matching::{Matcher, Template};
-use face_service::models::{FaceModels, FaceRecognizer, ModelOptions, load_recognizer};
+use face_service::models::{FaceModels, ModelOptions};
 use face_service::pipeline::alignment;
-use face_service::pipeline::recognition::{FaceProblem, FaceRecognition, RecognizedFace};
+use face_service::pipeline::recognition::{
+    FaceProblem, FaceRecognition, Recognition, RecognizedFace,
+};
 use image::RgbImage;
 
 use common::{fixtures, read_f32};
@@ -76,22 +78,17 @@ fn aligned_crops() -> Vec<(String, RgbImage)> {
         .collect()
 }
 
-struct Loaded {
-    models: FaceModels,
-    recognizer: FaceRecognizer,
-}
-
-fn load(device: ComputeDevice) -> Loaded {
+fn load(device: ComputeDevice) -> FaceModels {
     let options = ModelOptions::default();
-    let recognizer = load_recognizer(&device, &options).unwrap();
-    let models = FaceModels::load(device, &options).unwrap();
-    Loaded { models, recognizer }
+    FaceModels::load(device, &options)
+        .and_then(|models| models.with_recognizer(&options))
+        .unwrap()
 }
 
 /// Every crop in one batch against ONNX Runtime, and the first one alone against the
 /// batch.
-fn parity(loaded: &Loaded, backend: &str) {
-    let recognition = FaceRecognition::new(&loaded.models, &loaded.recognizer, 1);
+fn parity(models: &FaceModels, backend: &str) {
+    let recognition = FaceRecognition::new(models, 1);
     let crops = aligned_crops();
     let batch = recognition
         .templates(&crops.iter().map(|(_, c)| c).collect::<Vec<_>>())
@@ -160,8 +157,8 @@ fn the_alignment_warp_equals_opencvs() {
 /// photos of the same person above the threshold, every other pair below.
 #[test]
 fn labelled_photos_are_told_apart_end_to_end() {
-    let loaded = load(ComputeDevice::cpu());
-    let recognition = FaceRecognition::new(&loaded.models, &loaded.recognizer, 1);
+    let models = load(ComputeDevice::cpu());
+    let recognition = FaceRecognition::new(&models, 1);
     let labels = labels();
     let templates: Vec<(&String, &String, Template)> = labels
         .iter()
@@ -193,8 +190,8 @@ fn labelled_photos_are_told_apart_end_to_end() {
 /// own answer.
 #[test]
 fn no_face_a_small_face_and_several_faces_are_told() {
-    let loaded = load(ComputeDevice::cpu());
-    let recognition = FaceRecognition::new(&loaded.models, &loaded.recognizer, 4);
+    let models = load(ComputeDevice::cpu());
+    let recognition = FaceRecognition::new(&models, 4);
 
     let no_face = image::open(fixtures().join("astronaut_no_face.png"))
         .unwrap()
@@ -279,4 +276,74 @@ fn the_commands_compare_and_embed_photos() {
     let norm: f64 = template.iter().map(|v| v * v).sum();
     assert!((norm - 1.0).abs() < 1e-4, "{norm}");
     assert_eq!(lines[1]["error"], "no face found");
+}
+
+/// The engine's recognition stage on a CPU device worker: a frame that wants a template gets
+/// the same one as the whole-image path, batched beside a frame that wants none and a frame
+/// without a face.
+#[test]
+fn the_engine_gives_templates_to_the_frames_that_want_them() {
+    use face_service::engine::{Analyze, Engine, EngineConfig, Frame, FrameJob, Outcome, Tracking};
+
+    let models = load(ComputeDevice::cpu());
+    let expected = {
+        let recognition = FaceRecognition::new(&models, 1);
+        let faces = recognition.faces(&read_photo("person_b_2.jpg")).unwrap();
+        faces[0].template.clone().unwrap()
+    };
+    let config = EngineConfig {
+        cpu_workers: 1,
+        ..EngineConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = Engine::start(models, &config);
+        let photo = std::fs::read(photos().join("person_b_2.jpg")).unwrap();
+        let no_face = std::fs::read(fixtures().join("astronaut_no_face.png")).unwrap();
+        let jobs = [(photo.clone(), true), (photo, false), (no_face, true)];
+        let replies: Vec<_> = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(session, (bytes, wants_template))| {
+                engine.analyze(FrameJob {
+                    frame: Frame::Encoded(bytes),
+                    tracking: Tracking::default(),
+                    session: session as u64,
+                    received: std::time::Instant::now(),
+                    wants_template,
+                })
+            })
+            .collect();
+        let mut templates = Vec::new();
+        for reply in replies {
+            match reply.await.unwrap().outcome {
+                Outcome::Done(analysis) => templates.push(analysis.template),
+                other => panic!("{other:?}"),
+            }
+        }
+        let first = templates[0].clone().expect("wanted").expect("a large face");
+        assert!(first.similarity(&expected) > 0.9999);
+        assert!(templates[1].is_none(), "not wanted");
+        assert!(templates[2].is_none(), "no face");
+    });
+}
+
+/// On a GPU the stage pads template batches with blank crops to a few warmed-up sizes; the
+/// padding must not change the real crops' templates, nor add any.
+#[test]
+fn padded_template_batches_give_the_same_templates() {
+    let models = load(ComputeDevice::cpu());
+    let recognizer = models.recognizer.as_ref().unwrap();
+    let crops = aligned_crops();
+    let crops: Vec<&RgbImage> = crops.iter().map(|(_, c)| c).take(3).collect();
+    let plain = Recognition::new(recognizer, &models.device, None)
+        .templates(&crops)
+        .unwrap();
+    let padded = Recognition::new(recognizer, &models.device, Some(8));
+    padded.warm_up().unwrap();
+    let padded = padded.templates(&crops).unwrap();
+    assert_eq!(padded.len(), 3);
+    for (a, b) in plain.iter().zip(&padded) {
+        assert!(1.0 - a.similarity(b) < BATCH_DISTANCE);
+    }
 }

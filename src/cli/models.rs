@@ -1,36 +1,32 @@
 //! `face-service models`: what is loaded, from where, on which device.
 
-use burn::module::Module;
-
 use crate::cli::{AnyError, ModelArgs};
-use crate::models::{ModelKind, WeightFile, load_recognizer};
+use crate::models::{ModelKind, WeightFile};
 use crate::tflite::TfliteModel;
 
 /// Prints each model's input, weight file and parameters, and the device.
 pub fn run(args: &ModelArgs) -> Result<(), AnyError> {
-    let models = args.load()?;
     let options = args.options();
+    let models = args.load()?.with_recognizer(&options)?;
     println!("device: {}", models.device.backend);
     for kind in ModelKind::ALL {
         let description = kind.description();
         let file = WeightFile::load(kind, &options.weights, options.verify_checksum)?;
-        let (in_file, loaded) = if kind == ModelKind::Recognition {
-            // Its batch normalisations are folded into the layers at load, so it holds fewer
-            // parameters than the file.
-            let recognizer = load_recognizer(&models.device, &options)?;
-            ("an ONNX graph".to_owned(), recognizer.num_params())
-        } else {
-            let in_file = TfliteModel::parse(&file.bytes)?.float_constant_count();
-            match models.parameter_count(kind) {
-                Some(count) => (format!("{in_file} weights"), count),
-                None => {
-                    println!(
-                        "{:<26} not loaded (the other landmark model is; see --refine-landmarks)",
-                        description.name
-                    );
-                    continue;
-                }
-            }
+        // The recognition model's batch normalisations are folded into its layers at load,
+        // so it holds fewer parameters than its file.
+        let in_file = match kind {
+            ModelKind::Recognition => "an ONNX graph".to_owned(),
+            _ => format!(
+                "{} weights",
+                TfliteModel::parse(&file.bytes)?.float_constant_count()
+            ),
+        };
+        let Some(loaded) = models.parameter_count(kind) else {
+            println!(
+                "{:<26} not loaded (the other landmark model is; see --refine-landmarks)",
+                description.name
+            );
+            continue;
         };
         println!(
             "{:<26} {}x{} input, {in_file} in {} ({}), {loaded} parameters loaded",

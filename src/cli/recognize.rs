@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::cli::{AnyError, ModelArgs};
 use crate::frame;
 use crate::matching::{Matcher, Template};
-use crate::models::{FaceModels, FaceRecognizer, load_recognizer};
+use crate::models::FaceModels;
 use crate::pipeline::recognition::{FaceRecognition, RecognizedFace};
 
 #[derive(Debug, clap::Args)]
@@ -28,18 +28,9 @@ pub struct CompareArgs {
     pub images: Vec<PathBuf>,
 }
 
-/// The models both commands run, loaded once.
-struct Loaded {
-    models: FaceModels,
-    recognizer: FaceRecognizer,
-}
-
-impl Loaded {
-    fn new(args: &ModelArgs) -> Result<Self, AnyError> {
-        let models = args.load()?;
-        let recognizer = load_recognizer(&models.device, &args.options())?;
-        Ok(Self { models, recognizer })
-    }
+/// The models both commands run: FaceMesh's and the recognition model.
+fn load(args: &ModelArgs) -> Result<FaceModels, AnyError> {
+    Ok(args.load()?.with_recognizer(&args.options())?)
 }
 
 /// The faces of one image file, or why it has none to give.
@@ -57,8 +48,8 @@ fn faces_in(recognition: &FaceRecognition<'_>, path: &Path) -> Result<Vec<Recogn
 /// L2-normalised), or the reason it has none; an image without faces gets one line with its
 /// error. Fails at the end if any image or face had no template.
 pub fn embed(args: EmbedArgs, models: &ModelArgs) -> Result<(), AnyError> {
-    let loaded = Loaded::new(models)?;
-    let recognition = FaceRecognition::new(&loaded.models, &loaded.recognizer, args.max_num_faces);
+    let models = load(models)?;
+    let recognition = FaceRecognition::new(&models, args.max_num_faces);
     let mut failures = 0;
     for path in &args.images {
         match faces_in(&recognition, path) {
@@ -93,9 +84,9 @@ pub fn embed(args: EmbedArgs, models: &ModelArgs) -> Result<(), AnyError> {
 /// The similarity of every pair of images and the verdict at the model's threshold, as one
 /// JSON document. An image must hold exactly one face that can be recognised.
 pub fn compare(args: CompareArgs, models: &ModelArgs) -> Result<(), AnyError> {
-    let loaded = Loaded::new(models)?;
+    let models = load(models)?;
     // Two, so that an image with several faces is told apart from one with one.
-    let recognition = FaceRecognition::new(&loaded.models, &loaded.recognizer, 2);
+    let recognition = FaceRecognition::new(&models, 2);
     let templates: Vec<Result<Template, String>> = args
         .images
         .iter()

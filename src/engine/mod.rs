@@ -26,8 +26,10 @@ use tokio::sync::oneshot;
 
 use crate::engine::decode_budget::DecodeBudget;
 use crate::frame::{self, FrameError, Header};
+use crate::matching::Template;
 use crate::models::FaceModels;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMeshOptions};
+use crate::pipeline::recognition::FaceProblem;
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 
 pub use metrics::EngineMetrics;
@@ -125,6 +127,10 @@ pub struct FrameJob {
     pub session: SessionId,
     /// When the frame arrived: its deadline counts from here.
     pub received: Instant,
+    /// Whether the frame's first face needs a template (enrollment, authentication). The
+    /// engine must have been started with the recognition model; without it the frame gets
+    /// none.
+    pub wants_template: bool,
 }
 
 /// The engine's answer to a frame: the stream's state back, and what became of the frame.
@@ -152,6 +158,8 @@ pub struct Analysis {
     pub faces: Vec<FaceLandmarks>,
     /// The first face's measures, taken while the frame was at hand.
     pub first_face: Option<FaceMeasures>,
+    /// The first face's template, where the job wanted one and there is a face.
+    pub template: Option<Result<Template, FaceProblem>>,
     /// From entering the queue to the start of the run that computed it.
     pub queue_wait: Duration,
     /// That run: the whole batch on a GPU, this frame on the CPU.

@@ -1,15 +1,18 @@
 //! What the engine runs on a batch of frames, stage after stage: the face mesh (the detector
 //! where a stream has lost its face, then the landmark model on every tracked region; see
 //! `pipeline::tracker`), then the measures of each frame's first face, taken while its pixels
-//! are at hand. Identity and anti-spoofing stages come after these.
+//! are at hand, then the templates of the first faces of the frames that want one: aligned
+//! and run through the recognition model as one batch of their own, after the mesh's.
 
 use image::RgbImage;
 
 use crate::liveness::pose::{HeadPose, head_pose};
 use crate::liveness::quality::{self, Quality, QualityRules};
+use crate::matching::Template;
 use crate::models::FaceModels;
 use crate::models::input::InputError;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
+use crate::pipeline::recognition::{FaceProblem, Recognition};
 use crate::pipeline::tracker::{FaceTracker, process_batch};
 
 /// The first face's box, head pose, and the frame's quality around it.
@@ -24,24 +27,42 @@ pub struct FaceMeasures {
 pub struct FrameFaces {
     pub faces: Vec<FaceLandmarks>,
     pub first_face: Option<FaceMeasures>,
+    pub template: Option<Result<Template, FaceProblem>>,
+}
+
+/// One frame of one stream, for the stages: its tracker, its pixels, whether its first face
+/// needs a template.
+pub struct StageInput<'a> {
+    pub tracker: &'a mut FaceTracker,
+    pub frame: &'a RgbImage,
+    pub wants_template: bool,
 }
 
 /// The stages, built once per worker.
 pub struct Stages<'m> {
     mesh: FaceMesh<'m>,
+    /// Present when the engine runs with the recognition model.
+    recognition: Option<Recognition<'m>>,
 }
 
 impl<'m> Stages<'m> {
     pub fn new(models: &'m FaceModels, options: FaceMeshOptions) -> Self {
         Self {
             mesh: FaceMesh::new(models, options),
+            recognition: models.recognizer.as_ref().map(|recognizer| {
+                Recognition::new(recognizer, &models.device, options.padded_batches_up_to)
+            }),
         }
     }
 
     /// Compiles the models' kernels for every batch shape they will see (a GPU's; a no-op on
     /// the CPU).
     pub fn warm_up(&self) -> Result<(), InputError> {
-        self.mesh.warm_up()
+        self.mesh.warm_up()?;
+        match &self.recognition {
+            Some(recognition) => recognition.warm_up(),
+            None => Ok(()),
+        }
     }
 
     /// Whether a batch's frames run through the models in one pass (on a GPU) or one by one.
@@ -50,19 +71,48 @@ impl<'m> Stages<'m> {
     }
 
     /// One frame of each stream, through every stage.
-    pub fn run(
-        &self,
-        streams: &mut [(&mut FaceTracker, &RgbImage)],
-    ) -> Result<Vec<FrameFaces>, InputError> {
-        let faces = process_batch(&self.mesh, streams)?;
+    pub fn run(&self, inputs: &mut [StageInput<'_>]) -> Result<Vec<FrameFaces>, InputError> {
+        let mut streams: Vec<(&mut FaceTracker, &RgbImage)> = inputs
+            .iter_mut()
+            .map(|input| (&mut *input.tracker, input.frame))
+            .collect();
+        let faces = process_batch(&self.mesh, &mut streams)?;
+        drop(streams);
+        let mut templates = self.templates(inputs, &faces)?.into_iter();
         Ok(faces
             .into_iter()
-            .zip(streams.iter())
-            .map(|(faces, (_, frame))| FrameFaces {
-                first_face: faces.first().map(|face| measure(frame, face, faces.len())),
+            .zip(inputs.iter())
+            .map(|(faces, input)| FrameFaces {
+                first_face: faces
+                    .first()
+                    .map(|face| measure(input.frame, face, faces.len())),
+                template: match faces.first() {
+                    Some(_) if input.wants_template && self.recognition.is_some() => {
+                        templates.next()
+                    }
+                    _ => None,
+                },
                 faces,
             })
             .collect())
+    }
+
+    /// The templates of the first faces of the frames that want one, in order.
+    fn templates(
+        &self,
+        inputs: &[StageInput<'_>],
+        faces: &[Vec<FaceLandmarks>],
+    ) -> Result<Vec<Result<Template, FaceProblem>>, InputError> {
+        let Some(recognition) = &self.recognition else {
+            return Ok(Vec::new());
+        };
+        let wanted: Vec<(&RgbImage, &FaceLandmarks)> = inputs
+            .iter()
+            .zip(faces)
+            .filter(|(input, _)| input.wants_template)
+            .filter_map(|(input, faces)| Some((input.frame, faces.first()?)))
+            .collect();
+        recognition.templates_of(&wanted)
     }
 }
 

@@ -18,7 +18,7 @@ use image::RgbImage;
 use tokio::sync::oneshot;
 
 use crate::engine::queue::{BatchQueue, DropReason, Next, QueueFull, QueueLimits, Waiting};
-use crate::engine::stages::Stages;
+use crate::engine::stages::{StageInput, Stages};
 use crate::engine::{
     Analysis, EngineConfig, EngineMetrics, Frame, FrameJob, Outcome, Reply, Tracking,
 };
@@ -188,6 +188,7 @@ fn run_batch(
 struct Ready {
     frame: RgbImage,
     tracker: FaceTracker,
+    wants_template: bool,
     reply: oneshot::Sender<Reply>,
     queue_wait: Duration,
 }
@@ -227,20 +228,25 @@ fn run_frames(
             Ok(frame) => ready.push(Ready {
                 frame,
                 tracker,
+                wants_template: job.wants_template,
                 reply,
                 queue_wait,
             }),
             Err(error) => answer(reply, tracker, Outcome::Undecodable(error)),
         }
     }
-    let mut streams: Vec<(&mut FaceTracker, &RgbImage)> = ready
+    let mut inputs: Vec<StageInput<'_>> = ready
         .iter_mut()
-        .map(|ready| (&mut ready.tracker, &ready.frame))
+        .map(|ready| StageInput {
+            tracker: &mut ready.tracker,
+            frame: &ready.frame,
+            wants_template: ready.wants_template,
+        })
         .collect();
     // A panic inside the models or the measures must cost these frames, not the device
     // thread every session depends on: catch it, answer them, and carry on with the next.
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| stages.run(&mut streams)));
-    drop(streams);
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| stages.run(&mut inputs)));
+    drop(inputs);
     let inference = started.elapsed();
     match result {
         Ok(Ok(found)) => {
@@ -250,11 +256,13 @@ fn run_frames(
                     tracker,
                     reply,
                     queue_wait,
+                    ..
                 } = ready;
                 *spare_pixels = frame.into_raw();
                 let analysis = Analysis {
                     faces: found.faces,
                     first_face: found.first_face,
+                    template: found.template,
                     queue_wait,
                     inference,
                     batch_size,

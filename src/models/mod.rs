@@ -73,13 +73,14 @@ impl Landmarker {
     }
 }
 
-/// The detector and the landmark model, loaded once onto one device. A clone shares the
-/// loaded weights.
+/// The detector and the landmark model, and the recognition model where templates are
+/// wanted, loaded once onto one device. A clone shares the loaded weights.
 #[derive(Debug, Clone)]
 pub struct FaceModels {
     pub device: ComputeDevice,
     pub detector: FaceDetector,
     pub landmarker: Landmarker,
+    pub recognizer: Option<FaceRecognizer>,
 }
 
 impl FaceModels {
@@ -101,11 +102,21 @@ impl FaceModels {
             device,
             detector,
             landmarker,
+            recognizer: None,
         })
     }
 
-    /// Parameters of the loaded burn module for `kind`, or None for a landmark model not
-    /// loaded (the other one is).
+    /// The same models with the recognition model loaded beside them.
+    pub fn with_recognizer(self, options: &ModelOptions) -> Result<Self, WeightError> {
+        let recognizer = load_recognizer(&self.device, options)?;
+        Ok(Self {
+            recognizer: Some(recognizer),
+            ..self
+        })
+    }
+
+    /// Parameters of the loaded burn module for `kind`, or None for a model not loaded (the
+    /// other landmark model, or the recognition model when templates are not wanted).
     pub fn parameter_count(&self, kind: ModelKind) -> Option<usize> {
         match (kind, &self.landmarker) {
             (ModelKind::Detector, _) => Some(self.detector.num_params()),
@@ -113,6 +124,7 @@ impl FaceModels {
             (ModelKind::LandmarksWithAttention, Landmarker::WithAttention(model)) => {
                 Some(model.num_params())
             }
+            (ModelKind::Recognition, _) => self.recognizer.as_ref().map(Module::num_params),
             _ => None,
         }
     }

@@ -332,6 +332,8 @@ impl<E: Analyze> Session<'_, E> {
                             .expect("the tracking is home between frames"),
                         session: self.id,
                         received,
+                        // Liveness needs no template.
+                        wants_template: false,
                     };
                     let reply = self.engine.analyze(job);
                     self.in_flight = Some(InFlight {

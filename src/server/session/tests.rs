@@ -161,6 +161,7 @@ fn no_face() -> Outcome {
     Outcome::Done(Analysis {
         faces: Vec::new(),
         first_face: None,
+        template: None,
         queue_wait: Duration::ZERO,
         inference: Duration::from_millis(3),
         batch_size: 1,
@@ -191,6 +192,7 @@ fn face_analysis(pose: Pose) -> Analysis {
             points,
         }],
         first_face: Some(measures),
+        template: None,
         queue_wait: Duration::ZERO,
         inference: Duration::from_millis(3),
         batch_size: 1,
