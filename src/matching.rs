@@ -45,6 +45,24 @@ impl Template {
         &self.0
     }
 
+    /// The values as little-endian bytes, for sealing at rest.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// A template back from `to_bytes`, normalised again (so a damaged value cannot pass for
+    /// a template of another length or norm).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TemplateError> {
+        if !bytes.len().is_multiple_of(4) {
+            return Err(TemplateError::Length(bytes.len() / 4));
+        }
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Self::from_embedding(&values)
+    }
+
     /// Cosine similarity, in [-1, 1].
     pub fn similarity(&self, other: &Template) -> f32 {
         let mut scores = [0.0];
@@ -297,6 +315,18 @@ mod tests {
             Template::from_embedding(&nan),
             Err(TemplateError::Degenerate)
         );
+    }
+
+    #[test]
+    fn a_template_survives_its_bytes() {
+        let a = template(3);
+        let back = Template::from_bytes(&a.to_bytes()).unwrap();
+        assert!((a.similarity(&back) - 1.0).abs() < 1e-6);
+        assert_eq!(
+            Template::from_bytes(&[0; 12]),
+            Err(TemplateError::Length(3))
+        );
+        assert_eq!(Template::from_bytes(&[0; 5]), Err(TemplateError::Length(1)));
     }
 
     #[test]

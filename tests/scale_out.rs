@@ -12,13 +12,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use face_service::bench::SessionRecord;
+use face_service::store::Store;
 use face_service::store::processes::{Heartbeat, ProcessRow, Reaped};
 use face_service::store::sessions::{Claim, SessionResult, SessionRow};
-use face_service::store::{Store, StoreConfig};
 
 use common::deployment::Deployment;
-use common::postgres::Postgres;
-use common::scratch;
+use common::store_on;
 
 /// Heartbeats every second and death after three, so that a test sees a reap quickly.
 const HEARTBEAT_SECS: u64 = 1;
@@ -42,20 +41,6 @@ async fn deployment() -> Deployment {
     let flags = flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Deployment::start(&flags).await
-}
-
-/// A store on `engine` (`sqlite` or `postgres`), with what keeps it alive.
-async fn store_on(engine: &str) -> (Store, Option<Postgres>, std::path::PathBuf) {
-    let dir = scratch("registry");
-    let mut config = StoreConfig {
-        data_dir: dir.clone(),
-        ..StoreConfig::default()
-    };
-    let cluster = (engine == "postgres").then(Postgres::start);
-    if let Some(cluster) = &cluster {
-        config.database_url = Some(cluster.new_database().await);
-    }
-    (Store::open(&config).await.unwrap(), cluster, dir)
 }
 
 fn process(id: &str, heartbeat_at: i64) -> ProcessRow {

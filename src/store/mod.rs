@@ -1,5 +1,5 @@
-//! The one module with SQL: tenants (`clients`), their users, enrollments and sessions, their
-//! request counts and their audit log. Two engines behind one set of queries: SQLite in a file
+//! The one module with SQL: tenants (`clients`), their users, enrollments and sessions, the
+//! users' face templates (sealed), their request counts and their audit log. Two engines behind one set of queries: SQLite in a file
 //! under `--data-dir` (the default, nothing else to run) and PostgreSQL (`--database-url`), which
 //! several face-service processes can share. sqlx's `Any` driver runs the same statements on
 //! both: `$N` parameters, only the types both know, and the migrations in `migrations/` applied
@@ -15,6 +15,7 @@ pub mod audit;
 pub mod clients;
 pub mod processes;
 pub mod sessions;
+pub mod templates;
 pub mod usage;
 pub mod users;
 

@@ -49,3 +49,25 @@ pub fn manifest_cases<C: DeserializeOwned>(relative: &str) -> Vec<C> {
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice::<Manifest<C>>(&bytes).unwrap().cases
 }
+
+/// A store on `engine` (`sqlite` or `postgres`), with what keeps it alive: the cluster, and
+/// the data directory.
+pub async fn store_on(
+    engine: &str,
+) -> (
+    face_service::store::Store,
+    Option<postgres::Postgres>,
+    std::path::PathBuf,
+) {
+    let dir = scratch("store");
+    let mut config = face_service::store::StoreConfig {
+        data_dir: dir.clone(),
+        ..face_service::store::StoreConfig::default()
+    };
+    let cluster = (engine == "postgres").then(postgres::Postgres::start);
+    if let Some(cluster) = &cluster {
+        config.database_url = Some(cluster.new_database().await);
+    }
+    let store = face_service::store::Store::open(&config).await.unwrap();
+    (store, cluster, dir)
+}
