@@ -6,8 +6,6 @@
 //! The threshold is the model's own (`models/face_recognition_sface.toml`). A gallery keeps its
 //! templates back to back in one array and scans it with the widest multiply-adds the CPU has.
 
-use serde::Serialize;
-
 use crate::models::description::ModelKind;
 use crate::models::recognizer::TEMPLATE_LEN;
 
@@ -72,7 +70,7 @@ impl Template {
 }
 
 /// Two faces compared.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Comparison {
     pub similarity: f32,
     pub same_person: bool,

@@ -78,41 +78,43 @@ impl<'m> Stages<'m> {
             .collect();
         let faces = process_batch(&self.mesh, &mut streams)?;
         drop(streams);
-        let mut templates = self.templates(inputs, &faces)?.into_iter();
+        let templates = self.templates(inputs, &faces)?;
         Ok(faces
             .into_iter()
             .zip(inputs.iter())
-            .map(|(faces, input)| FrameFaces {
+            .zip(templates)
+            .map(|((faces, input), template)| FrameFaces {
                 first_face: faces
                     .first()
                     .map(|face| measure(input.frame, face, faces.len())),
-                template: match faces.first() {
-                    Some(_) if input.wants_template && self.recognition.is_some() => {
-                        templates.next()
-                    }
-                    _ => None,
-                },
+                template,
                 faces,
             })
             .collect())
     }
 
-    /// The templates of the first faces of the frames that want one, in order.
+    /// Per frame, its first face's template where it wants one and has a face, the wanted
+    /// ones run as one batch.
     fn templates(
         &self,
         inputs: &[StageInput<'_>],
         faces: &[Vec<FaceLandmarks>],
-    ) -> Result<Vec<Result<Template, FaceProblem>>, InputError> {
+    ) -> Result<Vec<Option<Result<Template, FaceProblem>>>, InputError> {
+        let mut per_frame = vec![None; inputs.len()];
         let Some(recognition) = &self.recognition else {
-            return Ok(Vec::new());
+            return Ok(per_frame);
         };
-        let wanted: Vec<(&RgbImage, &FaceLandmarks)> = inputs
+        let (frames, wanted): (Vec<usize>, Vec<(&RgbImage, &FaceLandmarks)>) = inputs
             .iter()
             .zip(faces)
-            .filter(|(input, _)| input.wants_template)
-            .filter_map(|(input, faces)| Some((input.frame, faces.first()?)))
-            .collect();
-        recognition.templates_of(&wanted)
+            .enumerate()
+            .filter(|(_, (input, _))| input.wants_template)
+            .filter_map(|(index, (input, faces))| Some((index, (input.frame, faces.first()?))))
+            .unzip();
+        for (index, template) in frames.into_iter().zip(recognition.templates_of(&wanted)?) {
+            per_frame[index] = Some(template);
+        }
+        Ok(per_frame)
     }
 }
 

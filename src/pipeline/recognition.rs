@@ -4,7 +4,6 @@
 //! whole images (the `embed` and `compare` commands).
 
 use image::RgbImage;
-use serde::Serialize;
 
 use crate::device::ComputeDevice;
 use crate::matching::Template;
@@ -20,7 +19,7 @@ use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 pub const MIN_EYE_DISTANCE: f32 = 17.5;
 
 /// Why a face found in a frame gets no template.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 pub enum FaceProblem {
     #[error(
         "the face is too small to recognise: its eyes are {eye_distance:.1} pixels apart, at \
@@ -89,10 +88,14 @@ impl<'m> Recognition<'m> {
         let padded = self
             .padded_batches_up_to
             .map_or(count, |max_batch| padded_batch_size(count, max_batch));
-        let blank = RgbImage::new(self.input.width as u32, self.input.height as u32);
-        let mut batch = aligned.to_vec();
-        batch.resize(padded.max(count), &blank);
-        let input = images_to_tensor(&batch, &self.input, &self.device.device)?;
+        let input = if padded > count {
+            let blank = RgbImage::new(self.input.width as u32, self.input.height as u32);
+            let mut batch = aligned.to_vec();
+            batch.resize(padded, &blank);
+            images_to_tensor(&batch, &self.input, &self.device.device)?
+        } else {
+            images_to_tensor(aligned, &self.input, &self.device.device)?
+        };
         Ok(rows_per_item(self.recognizer.forward(input))
             .iter()
             .take(count)
