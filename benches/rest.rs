@@ -30,7 +30,9 @@ async fn measure(store: StoreConfig) -> (f64, Duration, Duration) {
         ..ServeConfig::default()
     };
     config.access.open_sessions = false;
-    let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default()).unwrap();
+    let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default())
+        .and_then(|models| models.with_recognizer(&ModelOptions::default()))
+        .unwrap();
     let running = server::start(config, models).await.unwrap();
     let client = running
         .tenants

@@ -7,6 +7,9 @@
 //! - [`api`]: the seed's REST API beside it (credentials, users, REST-issued sessions, audit
 //!   log, OpenAPI), over [`tenants`] (clients and their credentials) and [`store`] (the one
 //!   module with SQL: SQLite by default, PostgreSQL to share);
+//! - [`identity`]: what an issued session decides after its liveness check: an enrollment's
+//!   templates stored, an authentication matched against its tenant's gallery; [`webhooks`]
+//!   tells the tenant's backend;
 //! - [`engine`]: the device: batching frames from many sessions, the worker threads, the model
 //!   stages, answering each frame with a domain outcome;
 //! - [`pipeline`]: FaceMesh around the models: detections, regions of interest, crops, tracking;
@@ -29,6 +32,7 @@ pub mod device;
 pub mod engine;
 pub mod frame;
 pub mod gpu;
+pub mod identity;
 pub mod liveness;
 pub mod matching;
 pub mod models;
@@ -41,3 +45,4 @@ pub mod server;
 pub mod store;
 pub mod tenants;
 pub mod tflite;
+pub mod webhooks;

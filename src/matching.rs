@@ -165,6 +165,21 @@ impl<K: Clone + PartialEq> Gallery<K> {
         removed
     }
 
+    /// The highest similarity of `probe` to the templates under `key`; `None` when there are
+    /// none.
+    pub fn best_for(&self, key: &K, probe: &Template) -> Option<f32> {
+        let mut score = [0.0f32];
+        self.keys
+            .iter()
+            .zip(self.values.chunks(TEMPLATE_LEN))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, row)| {
+                scores_of(&probe.0, row, &mut score);
+                score[0]
+            })
+            .reduce(f32::max)
+    }
+
     /// The `limit` most similar templates to `probe`, most similar first.
     pub fn search(&self, probe: &Template, limit: usize) -> Vec<Candidate<K>> {
         if limit == 0 {
@@ -373,6 +388,10 @@ mod tests {
         let found = gallery.search(&template(77), 1);
         assert_eq!(found[0].key, "user-77");
         assert!((found[0].similarity - 1.0).abs() < 1e-5);
+
+        let best = gallery.best_for(&"user-77".to_string(), &template(9_999));
+        assert!((best.unwrap() - 1.0).abs() < 1e-5, "the better of its two");
+        assert_eq!(gallery.best_for(&"nobody".to_string(), &template(1)), None);
 
         assert_eq!(gallery.remove(&"user-77".to_string()), 2);
         assert_eq!(gallery.len(), 499);

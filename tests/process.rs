@@ -13,7 +13,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::client::{astronaut_jpeg, connect, next_json};
+use face_service::bench::footage::carphone_jpegs;
+
+use common::client::{astronaut_jpeg, connect, next_json, run_until_verdict};
 use common::server_process::ServerProcess;
 
 /// One round of sessions that come and go in every way a client can: a third stream three
@@ -226,8 +228,10 @@ async fn bench_from_an_installed_binary_sends_its_bundled_frames() {
 
 /// The README's walk-through against the installed binary, sessions issued only: the operator
 /// creates a tenant with `clients create`; its backend gets a JWT, creates a user and an
-/// enrollment session over REST; the browser's socket opens the session's `websocket_url`;
-/// the backend reads the outcome; the operator rotates the credentials.
+/// enrollment session over REST; the browser streams the camera (the carphone clip) to the
+/// session's `websocket_url` at the seed's rate until `enrollment_complete`; the backend reads
+/// the outcome; the user then signs in (`authentication_complete`); the operator rotates the
+/// credentials.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
     let mut server = ServerProcess::start(&["--open-sessions", "false"]);
@@ -291,16 +295,13 @@ async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
     .unwrap();
     let token = session["session_token"].as_str().unwrap();
 
-    let url = session["websocket_url"].as_str().unwrap();
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert_eq!(next_json(&mut socket).await["session_type"], "enrollment");
-    let image =
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, astronaut_jpeg());
-    let frame =
-        serde_json::json!({ "type": "frame", "image": format!("data:image/jpeg;base64,{image}") });
-    socket.send(Message::text(frame.to_string())).await.unwrap();
-    assert_eq!(next_json(&mut socket).await["type"], "frame_processed");
-    socket.close(None).await.unwrap();
+    let clip = carphone_jpegs(640, 480, 90).unwrap();
+    // Just under the seed's 10 frames a second.
+    let pace = Some(Duration::from_secs_f64(1.0 / 9.5));
+    let (enrolled, _) =
+        run_until_verdict(session["websocket_url"].as_str().unwrap(), &clip, pace).await;
+    assert_eq!(enrolled["type"], "enrollment_complete", "{enrolled}");
+    assert_eq!(enrolled["enrollment_id"], session["enrollment_id"]);
 
     let read = |path: String| {
         http.get(format!("{base}{path}"))
@@ -320,8 +321,24 @@ async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(outcome["status"], "disconnected", "{outcome}");
-    assert_eq!(outcome["result"]["frames_processed"], 1);
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["result"]["outcome"]["enrolled"], true);
+
+    let session: Value = post(
+        "/api/auth/authentication/",
+        jwt.clone(),
+        serde_json::json!({ "user_id": "user-42", "session_type": "webcam" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let (signed_in, _) =
+        run_until_verdict(session["websocket_url"].as_str().unwrap(), &clip, pace).await;
+    assert_eq!(signed_in["type"], "authentication_complete", "{signed_in}");
+    assert_eq!(signed_in["authenticated"], true, "{signed_in}");
+    assert_eq!(signed_in["user_id"], "user-42");
 
     let listed = clients(&["list"]);
     assert_eq!(listed[0]["name"], "Acme");

@@ -4,243 +4,16 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use face_service::server::{Running, ServeConfig};
-use face_service::store::{PageRequest, StoreConfig};
+use face_service::store::PageRequest;
+use face_service::tenants::NewClient;
 use face_service::tenants::tiers::Tier;
-use face_service::tenants::{IssuedCredentials, NewClient};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use common::client::{astronaut_jpeg, close_code, frame_message, next_json, send};
-use common::postgres::Postgres;
-
-#[derive(Clone, Copy)]
-enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-/// Where a test's data lives; removed (the directory, the cluster) when dropped.
-struct Backing {
-    dir: PathBuf,
-    _cluster: Option<Postgres>,
-    store: StoreConfig,
-}
-
-impl Drop for Backing {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Backing {
-    async fn new(engine: Engine) -> Backing {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("rest-{}", uuid::Uuid::new_v4()));
-        let (cluster, database_url, master_key) = match engine {
-            Engine::Sqlite => (None, None, None),
-            Engine::Postgres => {
-                let cluster = Postgres::start();
-                let url = cluster.new_database().await;
-                let key = "5e".repeat(32).parse().unwrap();
-                (Some(cluster), Some(url), Some(key))
-            }
-        };
-        Backing {
-            store: StoreConfig {
-                data_dir: dir.clone(),
-                database_url,
-                master_key,
-            },
-            dir,
-            _cluster: cluster,
-        }
-    }
-}
-
-/// A server over a backing, and an HTTP client for it.
-struct Api {
-    server: Running,
-    http: reqwest::Client,
-    base: String,
-}
-
-/// How a request authenticates.
-#[derive(Clone)]
-enum Auth<'a> {
-    None,
-    Key(&'a str),
-    BearerKey(&'a str),
-    Jwt(&'a str),
-    BearerJwt(&'a str),
-}
-
-fn config(backing: &Backing) -> ServeConfig {
-    let mut config = common::client::config();
-    config.access.open_sessions = false;
-    config.store = backing.store.clone();
-    config
-}
-
-impl Api {
-    async fn start(config: ServeConfig) -> Api {
-        let server = common::client::start(config).await;
-        let base = format!("http://{}", server.address);
-        Api {
-            server,
-            http: reqwest::Client::new(),
-            base,
-        }
-    }
-
-    async fn client(&self, name: &str) -> IssuedCredentials {
-        self.client_with(NewClient {
-            name: name.into(),
-            tier: Tier::Basic,
-            per_hour: None,
-            per_day: None,
-        })
-        .await
-    }
-
-    async fn client_with(&self, client: NewClient) -> IssuedCredentials {
-        self.server.tenants.create_client(&client).await.unwrap()
-    }
-
-    fn request(&self, method: Method, path: &str, auth: Auth) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
-        match auth {
-            Auth::None => request,
-            Auth::Key(key) => request.header("X-API-Key", key),
-            Auth::BearerKey(key) => request.header("Authorization", format!("Bearer {key}")),
-            Auth::Jwt(token) => request.header("Authorization", format!("JWT {token}")),
-            Auth::BearerJwt(token) => request.header("Authorization", format!("Bearer {token}")),
-        }
-    }
-
-    /// Sends and answers the status and JSON body (`null` when there is none).
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        auth: Auth<'_>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.request(method, path, auth);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"))
-        };
-        (status, body)
-    }
-
-    async fn get(&self, path: &str, auth: Auth<'_>) -> (StatusCode, Value) {
-        self.call(Method::GET, path, auth, None).await
-    }
-
-    async fn post(&self, path: &str, auth: Auth<'_>, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, auth, Some(body)).await
-    }
-
-    async fn jwt(&self, client: &IssuedCredentials) -> String {
-        let (status, answer) = self
-            .post(
-                "/api/core/auth/client/",
-                Auth::None,
-                json!({ "api_key": client.api_key, "api_secret": client.api_secret }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        answer["access_token"].as_str().unwrap().to_owned()
-    }
-
-    async fn user(&self, key: &str, id: &str) {
-        let (status, answer) = self
-            .post(
-                "/api/clients/users/",
-                Auth::Key(key),
-                json!({ "external_user_id": id }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{answer}");
-    }
-
-    async fn enrollment(&self, key: &str, user: &str) -> Value {
-        let (status, answer) = self
-            .post(
-                "/api/auth/enrollment/",
-                Auth::Key(key),
-                json!({ "user_id": user, "session_type": "webcam" }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{answer}");
-        answer
-    }
-
-    async fn websocket(&self, token: &str) -> common::client::Client {
-        let url = format!(
-            "ws://{}/ws/auth/process-image/{token}/",
-            self.server.address
-        );
-        tokio_tungstenite::connect_async(url).await.unwrap().0
-    }
-
-    async fn session_status(&self, key: &str, token: &str) -> Value {
-        let (status, answer) = self
-            .get(&format!("/api/auth/sessions/{token}/"), Auth::Key(key))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        answer
-    }
-
-    /// The session once its socket's end is stored (that follows the close by a moment).
-    async fn ended_session(&self, key: &str, token: &str) -> Value {
-        for _ in 0..100 {
-            let session = self.session_status(key, token).await;
-            if session["status"] != "active" {
-                return session;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("session {token} is still active");
-    }
-
-    async fn stop(self) {
-        self.server.shut_down().await.unwrap();
-    }
-}
-
-/// Each test, on each engine.
-macro_rules! on_both_engines {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $test() {
-                    super::$test(super::Engine::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $test() {
-                    super::$test(super::Engine::Postgres).await;
-                }
-            )*
-        }
-    };
-}
+use common::rest::{Api, Auth, Backing, Engine, config, on_both_engines};
 
 on_both_engines!(
     credentials_open_the_api_and_every_refusal_is_audited,
@@ -975,6 +748,10 @@ async fn the_openapi_document_covers_every_endpoint() {
         ("/api/auth/sessions/{session}/", &["get"]),
         ("/api/auth/sessions/{session}/status/", &["get"]),
         ("/api/core/audit-logs/", &["get"]),
+        ("/api/clients/users/{external_user_id}/photo/", &["post"]),
+        ("/api/clients/webhooks/", &["post", "get"]),
+        ("/api/clients/webhooks/{endpoint}/", &["delete"]),
+        ("/api/clients/webhook-deliveries/", &["get"]),
     ] {
         for method in methods {
             assert!(paths[path].get(*method).is_some(), "{method} {path}");
@@ -983,7 +760,8 @@ async fn the_openapi_document_covers_every_endpoint() {
         let concrete = path
             .replace("{client_id}", "FR_0000000000000000")
             .replace("{external_user_id}", "x")
-            .replace("{session}", "x");
+            .replace("{session}", "x")
+            .replace("{endpoint}", "x");
         let (status, answer) = api
             .call(
                 Method::from_bytes(methods[0].to_uppercase().as_bytes()).unwrap(),
@@ -994,7 +772,7 @@ async fn the_openapi_document_covers_every_endpoint() {
             .await;
         assert_ne!(answer["detail"], "Not found.", "{path}: {status}");
     }
-    assert_eq!(paths.len(), 13);
+    assert_eq!(paths.len(), 17);
     api.stop().await;
 }
 

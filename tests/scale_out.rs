@@ -78,6 +78,7 @@ fn session(id: &str, now: i64) -> SessionRow {
         blinks_detected: None,
         motion_events: None,
         process_id: None,
+        outcome: None,
     }
 }
 
@@ -90,6 +91,7 @@ fn ended(status: &'static str, now: i64) -> SessionResult {
         liveness_score: 0.0,
         blinks_detected: 0,
         motion_events: 0,
+        outcome: None,
     }
 }
 
@@ -359,4 +361,67 @@ async fn a_rolling_restart_under_load_loses_no_frame_taken() {
     for server in &mut deployment.servers {
         assert!(server.terminate().await.success());
     }
+}
+
+/// Identity across processes: a face enrolled through one process signs in through the other
+/// at once, and once the user is deleted through the first, the second matches it no more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_face_enrolled_through_one_process_signs_in_through_the_other() {
+    use common::client::run_until_verdict;
+    use serde_json::{Value, json};
+    let deployment = deployment().await;
+    let http = reqwest::Client::new();
+    let [first, second] = [0, 1].map(|i| format!("http://{}", deployment.servers[i].address));
+    let call = |method: reqwest::Method, url: String, body: Value| {
+        http.request(method, url)
+            .header("X-API-Key", &deployment.api_key)
+            .json(&body)
+            .send()
+    };
+    let post = |url: String, body: Value| async {
+        let answer = call(reqwest::Method::POST, url, body).await.unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+        answer.json::<Value>().await.unwrap()
+    };
+    post(
+        format!("{first}/api/clients/users/"),
+        json!({ "external_user_id": "alice" }),
+    )
+    .await;
+    let clip = face_service::bench::footage::carphone_jpegs(640, 480, 90).unwrap();
+    // The seed's rate: the processes run with its frame limit.
+    let pace = Some(Duration::from_secs_f64(1.0 / 9.5));
+    let session = post(
+        format!("{first}/api/auth/enrollment/"),
+        json!({ "user_id": "alice" }),
+    )
+    .await;
+    let (enrolled, _) =
+        run_until_verdict(session["websocket_url"].as_str().unwrap(), &clip, pace).await;
+    assert_eq!(enrolled["type"], "enrollment_complete", "{enrolled}");
+
+    let clip = &clip;
+    let identify = |base: String| async move {
+        // One blink, inside the deployment's 8 s authentication timeout.
+        let body = json!({ "metadata": { "required_blinks": 1 } });
+        let session = post(format!("{base}/api/auth/authentication/"), body).await;
+        run_until_verdict(session["websocket_url"].as_str().unwrap(), clip, pace)
+            .await
+            .0
+    };
+    let signed_in = identify(second.clone()).await;
+    assert_eq!(signed_in["authenticated"], true, "{signed_in}");
+    assert_eq!(signed_in["user_id"], "alice");
+
+    let deleted = call(
+        reqwest::Method::DELETE,
+        format!("{first}/api/clients/users/alice/"),
+        Value::Null,
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = identify(second).await;
+    assert_eq!(gone["authenticated"], false, "{gone}");
+    assert_eq!(gone["reason"], "no_match");
 }

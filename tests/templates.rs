@@ -23,6 +23,7 @@ async fn client_with_users(store: &Store, client: &str, users: &[&str]) {
             status: "active".into(),
             api_key_hash: format!("hash-{client}"),
             api_secret_sealed: "sealed".into(),
+            result_key_sealed: None,
             per_hour: 100,
             per_day: 1000,
             created_at: now,
@@ -66,6 +67,7 @@ fn row(client: &str, user: &str, id: &str, sealed: String, at: i64) -> TemplateR
         source: "live".into(),
         template_sealed: sealed,
         created_at: at,
+        for_matching: 1,
     }
 }
 

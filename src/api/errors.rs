@@ -98,40 +98,50 @@ const DRAINED_BYTES: usize = 8 << 20;
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let (parts, body) = request.into_parts();
-        let mut chunks = body.into_data_stream();
-        let (mut kept, mut seen) = (Vec::new(), 0usize);
-        while let Some(chunk) = chunks.next().await {
-            let chunk =
-                chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
-            seen += chunk.len();
-            if seen <= MAX_BODY_BYTES {
-                kept.extend_from_slice(&chunk);
-            } else if seen > DRAINED_BYTES {
-                break;
-            }
-        }
-        if seen > MAX_BODY_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body too large: at most {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        let request = Request::from_parts(parts, axum::body::Body::from(kept));
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => {
-                // Not JSON keeps its status; a body of the wrong shape is a 400, as the seed
-                // answers it (axum would say 422).
-                let status = match rejection.status() {
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => rejection.status(),
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                Err(ApiError::new(status, rejection.body_text()))
-            }
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        let request = limited(request, MAX_BODY_BYTES).await?;
+        Ok(Body(json_of(request).await?))
+    }
+}
+
+/// A body already read (`limited`) as JSON of `T`.
+pub async fn json_of<T: DeserializeOwned>(request: Request) -> Result<T, ApiError> {
+    match axum::Json::<T>::from_request(request, &()).await {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => {
+            // Not JSON keeps its status; a body of the wrong shape is a 400, as the seed
+            // answers it (axum would say 422).
+            let status = match rejection.status() {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => rejection.status(),
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(ApiError::new(status, rejection.body_text()))
         }
     }
+}
+
+/// The request with its body read into memory, or 413 when the body is over `limit` bytes.
+pub async fn limited(request: Request, limit: usize) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let mut chunks = body.into_data_stream();
+    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    while let Some(chunk) = chunks.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+        seen += chunk.len();
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > DRAINED_BYTES.max(limit) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large: at most {limit} bytes"),
+        ));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(kept)))
 }
 
 pub async fn not_found() -> ApiError {

@@ -8,9 +8,13 @@ mod caller;
 mod credentials;
 pub mod errors;
 mod pages;
+mod photos;
 mod sessions;
 mod users;
+mod webhooks;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,19 +24,30 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
+use crate::engine::Engine;
+use crate::identity::Identity;
 use crate::server::forwarded::ClientOrigin;
 use crate::tenants::Tenants;
+pub use users::check_external_user_id;
 
 /// Request bodies larger than this are refused (413): the API's bodies are a few hundred
 /// bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the REST handlers share.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiState {
     pub tenants: Tenants,
     /// How long an issued session may wait for its socket.
     pub session_lifetime: Duration,
+    /// Runs reference photos through the models, as frames.
+    pub engine: Engine,
+    pub identity: Arc<Identity>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The largest reference photo taken: a frame's limit (`--max-frame-bytes`).
+    pub max_photo_bytes: usize,
+    /// Ids for the engine's jobs, shared with the sessions'.
+    pub next_job: Arc<AtomicU64>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -62,6 +77,10 @@ pub fn router(state: ApiState) -> Router {
             "/api/clients/users/{external_user_id}/enrollments/",
             get(users::enrollments),
         )
+        .route(
+            "/api/clients/users/{external_user_id}/photo/",
+            post(photos::upload),
+        )
         .route("/api/auth/enrollment/", post(sessions::create_enrollment))
         .route(
             "/api/auth/authentication/",
@@ -74,6 +93,18 @@ pub fn router(state: ApiState) -> Router {
             get(sessions::status),
         )
         .route("/api/core/audit-logs/", get(audit::list))
+        .route(
+            "/api/clients/webhooks/",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/api/clients/webhooks/{endpoint}/",
+            axum::routing::delete(webhooks::delete),
+        )
+        .route(
+            "/api/clients/webhook-deliveries/",
+            get(webhooks::deliveries),
+        )
         .route("/api/schema/", get(schema))
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(state)
@@ -99,12 +130,17 @@ pub fn router(state: ApiState) -> Router {
         users::activate,
         users::deactivate,
         users::enrollments,
+        photos::upload,
         sessions::create_enrollment,
         sessions::create_authentication,
         sessions::list,
         sessions::read,
         sessions::status,
         audit::list,
+        webhooks::create,
+        webhooks::list,
+        webhooks::delete,
+        webhooks::deliveries,
     )
 )]
 struct ApiDoc;

@@ -18,6 +18,9 @@ const DEFAULT_TARGET_SAMPLES: i64 = 5;
 /// The most an enrollment may ask for: the seed's per-session frame budget.
 const MAX_TARGET_SAMPLES: i64 = 120;
 const MAX_REQUIRED_BLINKS: i64 = 10;
+/// Frames an authentication must process before it may pass, unless its metadata asks for
+/// another number: the seed's `min_frames_required`.
+const DEFAULT_MIN_FRAMES_REQUIRED: i64 = 3;
 
 /// Where the end user's camera is.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema)]
@@ -45,7 +48,8 @@ pub struct EnrollmentRequest {
     user_id: String,
     #[serde(default)]
     session_type: Channel,
-    /// `target_samples` (frames to gather, 1 to 120), `device_info`, `origin`, ...
+    /// `target_samples` (good frames to gather, 1 to 120), `challenges` (true: the challenge
+    /// sequence instead of the seed's rule), `device_info`, `origin`, ...
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
 }
@@ -71,7 +75,8 @@ pub struct AuthenticationRequest {
     /// Accepted for the seed's clients; every session here checks liveness.
     #[serde(default = "yes")]
     require_liveness: bool,
-    /// `min_frames_required`, `required_blinks` (1 to 10), ...
+    /// `min_frames_required` (default 3), `required_blinks` (0 to 10; 0 leaves motion alone to
+    /// show liveness), ...
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
 }
@@ -109,6 +114,17 @@ fn metadata_number(
                     range.end()
                 ))
             }),
+    }
+}
+
+/// A boolean setting in a session's metadata, if given.
+fn metadata_flag(metadata: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match metadata.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "metadata.{key} must be true or false"
+        ))),
     }
 }
 
@@ -152,6 +168,7 @@ fn new_session(
         blinks_detected: None,
         motion_events: None,
         process_id: None,
+        outcome: None,
     }
 }
 
@@ -192,9 +209,12 @@ pub async fn create_enrollment(
     origin: RequestOrigin,
     Body(request): Body<EnrollmentRequest>,
 ) -> Result<(StatusCode, axum::Json<EnrollmentCreated>), ApiError> {
-    let metadata = request.metadata.unwrap_or_default();
+    let mut metadata = request.metadata.unwrap_or_default();
     let target_samples = metadata_number(&metadata, "target_samples", 1..=MAX_TARGET_SAMPLES)?
         .unwrap_or(DEFAULT_TARGET_SAMPLES);
+    metadata_flag(&metadata, "challenges")?;
+    // The socket reads the session's rules from its metadata.
+    metadata.insert("target_samples".into(), target_samples.into());
     active_user(&state, &caller, &request.user_id).await?;
     let enrollment_id = uuid::Uuid::new_v4().to_string();
     let session = SessionRow {
@@ -237,8 +257,10 @@ pub async fn create_authentication(
     Body(request): Body<AuthenticationRequest>,
 ) -> Result<(StatusCode, axum::Json<AuthenticationCreated>), ApiError> {
     let mut metadata = request.metadata.unwrap_or_default();
-    let required_blinks = metadata_number(&metadata, "required_blinks", 1..=MAX_REQUIRED_BLINKS)?;
-    metadata_number(&metadata, "min_frames_required", 1..=MAX_TARGET_SAMPLES)?;
+    let required_blinks = metadata_number(&metadata, "required_blinks", 0..=MAX_REQUIRED_BLINKS)?;
+    let min_frames = metadata_number(&metadata, "min_frames_required", 1..=MAX_TARGET_SAMPLES)?
+        .unwrap_or(DEFAULT_MIN_FRAMES_REQUIRED);
+    metadata.insert("min_frames_required".into(), min_frames.into());
     metadata.insert("require_liveness".into(), request.require_liveness.into());
     if let Some(user) = &request.user_id {
         active_user(&state, &caller, user).await?;
@@ -278,6 +300,14 @@ pub struct SessionOutcome {
     motion_events: i64,
     /// From the socket's opening to its close.
     duration_ms: Option<i64>,
+    /// The identity step's outcome: for an enrollment `enrolled`, with `user_id`,
+    /// `enrollment_id`, `templates_stored`, `quality_score`, or `error_code`, `message`,
+    /// `similarity_score` and `conflicting_user` (the other user a duplicate face belongs
+    /// to); for an authentication `authenticated`, `user_id` (the matched user), `confidence`
+    /// (cosine similarity of SFace templates, -1 to 1; a match from 0.363 by default), or
+    /// `reason` and `message`. Null when the session ended before its identity step.
+    #[schema(value_type = Option<Object>)]
+    outcome: Option<Value>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -323,6 +353,7 @@ impl From<SessionRow> for SessionBody {
             blinks_detected: row.blinks_detected.unwrap_or_default(),
             motion_events: row.motion_events.unwrap_or_default(),
             duration_ms: row.opened_at.map(|opened| completed_at - opened),
+            outcome: row.outcome.as_deref().map(parse_document),
         });
         SessionBody {
             id: row.id,

@@ -3,12 +3,14 @@
 //!
 //! Two kinds of session, as the seed has them:
 //! - **enrollment** walks through challenges in order (blink, open the mouth, turn left, turn
-//!   right, hold still); each done adds its weight to the score, and all done is a pass;
+//!   right, hold still); each done adds its weight to the score, and all done is a pass. Or,
+//!   where its rules say so, it asks what the seed's enrollment asks: a number of good frames,
+//!   a blink and a motion event;
 //! - **authentication** asks for blinks and motion events within a timeout, the score being
 //!   their weighted share of what is required.
 //!
 //! A pass says only that a live person was in front of the camera; matching who it is comes
-//! after (`Verdict::Passed` is the point where an identity step fits in).
+//! after (`identity`), from `Verdict::Passed`.
 
 use std::time::Duration;
 
@@ -108,9 +110,17 @@ pub struct LivenessRules {
     /// `tests/liveness.rs`). The seed has no such guard; twice the most the carphone clip's
     /// talking head moves between frames (0.03) leaves its blinks untouched.
     pub max_blink_motion: f32,
-    /// Blinks the enrollment's blink challenge asks for.
+    /// Whether enrollment walks through the challenges, or asks for blinks and motion events
+    /// as the seed's does.
+    pub enrollment_challenges: bool,
+    /// Blinks the enrollment's blink challenge (or the seed's rule) asks for.
     pub enrollment_blinks: usize,
+    /// Motion events the seed's enrollment rule asks for.
+    pub enrollment_motion_events: usize,
     pub challenge_weights: ChallengeWeights,
+    /// Usable frames (a face, good quality) a session must have seen before it passes: the
+    /// seed's `target_samples` for enrollment, `min_frames_required` for authentication.
+    pub min_frames: usize,
     /// What authentication asks for, and how long it may take from the session's start.
     pub authentication_blinks: usize,
     pub authentication_motion_events: usize,
@@ -128,7 +138,10 @@ impl Default for LivenessRules {
             turns: TurnRules::default(),
             stillness: StillnessRules::default(),
             max_blink_motion: 0.06,
+            enrollment_challenges: true,
             enrollment_blinks: 1,
+            enrollment_motion_events: 1,
+            min_frames: 0,
             challenge_weights: ChallengeWeights {
                 blink: 0.25,
                 open_mouth: 0.2,
@@ -148,7 +161,7 @@ impl Default for LivenessRules {
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     InProgress,
-    /// Liveness is proven; the session is done (an identity step would follow here).
+    /// Liveness is proven; in an issued session the identity step follows.
     Passed,
     /// Authentication ran out of time.
     TimedOut,
@@ -207,6 +220,7 @@ pub struct LivenessCheck {
     turns: TurnCounter,
     stillness: StillnessCounter,
     last_box: Option<[f32; 4]>,
+    usable_frames: usize,
     /// Enrollment: challenges done, and the current one's event count when it was asked.
     completed: Vec<Challenge>,
     count_when_asked: usize,
@@ -224,6 +238,7 @@ impl LivenessCheck {
             turns: TurnCounter::new(rules.turns),
             stillness: StillnessCounter::new(rules.stillness),
             last_box: None,
+            usable_frames: 0,
             completed: Vec::new(),
             count_when_asked: 0,
             verdict: Verdict::InProgress,
@@ -232,6 +247,27 @@ impl LivenessCheck {
 
     pub fn kind(&self) -> SessionKind {
         self.kind
+    }
+
+    /// Whether the session walks through the challenges (an enrollment whose rules ask it).
+    pub fn asks_challenges(&self) -> bool {
+        self.kind == SessionKind::Enrollment && self.rules.enrollment_challenges
+    }
+
+    /// The blinks and motion events the session asks for, unless it walks through
+    /// challenges.
+    fn events_required(&self) -> Option<(usize, usize)> {
+        match self.kind {
+            _ if self.asks_challenges() => None,
+            SessionKind::Enrollment => Some((
+                self.rules.enrollment_blinks,
+                self.rules.enrollment_motion_events,
+            )),
+            SessionKind::Authentication => Some((
+                self.rules.authentication_blinks,
+                self.rules.authentication_motion_events,
+            )),
+        }
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -261,6 +297,7 @@ impl LivenessCheck {
             .last_box
             .map_or(0.0, |previous| motion(previous, face_box));
         self.last_box = Some(face_box);
+        self.usable_frames += 1;
         let blink = if moved > self.rules.max_blink_motion {
             self.blinks.interrupt();
             BlinkUpdate {
@@ -309,32 +346,34 @@ impl LivenessCheck {
         if self.verdict != Verdict::InProgress {
             return;
         }
-        match self.kind {
-            SessionKind::Enrollment => {
-                while let Some(current) = self.current_challenge() {
-                    if self.events_for(current) - self.count_when_asked < self.needed_for(current) {
-                        break;
-                    }
-                    self.completed.push(current);
-                    if let Some(next) = self.current_challenge() {
-                        self.count_when_asked = self.events_for(next);
-                        // Holding still counts the frames after it is asked, not before.
-                        self.stillness.interrupt();
-                    }
-                }
-                if self.current_challenge().is_none() {
-                    self.verdict = Verdict::Passed;
-                }
+        let Some((blinks, motion_events)) = self.events_required() else {
+            self.judge_challenges();
+            return;
+        };
+        if self.blinks.blinks() >= blinks
+            && self.motion.events() >= motion_events
+            && self.usable_frames >= self.rules.min_frames
+        {
+            self.verdict = Verdict::Passed;
+        } else if self.timeout().is_some_and(|timeout| time > timeout) {
+            self.verdict = Verdict::TimedOut;
+        }
+    }
+
+    fn judge_challenges(&mut self) {
+        while let Some(current) = self.current_challenge() {
+            if self.events_for(current) - self.count_when_asked < self.needed_for(current) {
+                break;
             }
-            SessionKind::Authentication => {
-                if self.blinks.blinks() >= self.rules.authentication_blinks
-                    && self.motion.events() >= self.rules.authentication_motion_events
-                {
-                    self.verdict = Verdict::Passed;
-                } else if time > self.rules.authentication_timeout {
-                    self.verdict = Verdict::TimedOut;
-                }
+            self.completed.push(current);
+            if let Some(next) = self.current_challenge() {
+                self.count_when_asked = self.events_for(next);
+                // Holding still counts the frames after it is asked, not before.
+                self.stillness.interrupt();
             }
+        }
+        if self.current_challenge().is_none() && self.usable_frames >= self.rules.min_frames {
+            self.verdict = Verdict::Passed;
         }
     }
 
@@ -361,33 +400,27 @@ impl LivenessCheck {
     }
 
     fn score(&self) -> f32 {
-        match self.kind {
-            SessionKind::Enrollment => self
+        let Some((blinks, motion_events)) = self.events_required() else {
+            return self
                 .completed
                 .iter()
                 .map(|&c| self.rules.challenge_weights.of(c))
-                .sum(),
-            SessionKind::Authentication => {
-                let share = |have: usize, need: usize| {
-                    if need == 0 {
-                        1.0
-                    } else {
-                        (have as f32 / need as f32).min(1.0)
-                    }
-                };
-                let blink_weight = self.rules.authentication_blink_weight;
-                blink_weight * share(self.blinks.blinks(), self.rules.authentication_blinks)
-                    + (1.0 - blink_weight)
-                        * share(
-                            self.motion.events(),
-                            self.rules.authentication_motion_events,
-                        )
+                .sum();
+        };
+        let share = |have: usize, need: usize| {
+            if need == 0 {
+                1.0
+            } else {
+                (have as f32 / need as f32).min(1.0)
             }
-        }
+        };
+        let blink_weight = self.rules.authentication_blink_weight;
+        blink_weight * share(self.blinks.blinks(), blinks)
+            + (1.0 - blink_weight) * share(self.motion.events(), motion_events)
     }
 
     pub fn progress(&self) -> Progress {
-        let challenge = (self.kind == SessionKind::Enrollment).then(|| {
+        let challenge = self.asks_challenges().then(|| {
             let current = self.current_challenge();
             ChallengeProgress {
                 current,
@@ -399,18 +432,12 @@ impl LivenessCheck {
         let message = match (self.verdict, self.current_challenge()) {
             (Verdict::Passed, _) => "Liveness passed",
             (Verdict::TimedOut, _) => "Authentication timed out",
-            (Verdict::InProgress, Some(current)) if self.kind == SessionKind::Enrollment => {
-                current.instruction()
-            }
+            (Verdict::InProgress, Some(current)) if self.asks_challenges() => current.instruction(),
             _ => "Blink naturally and move your head a little",
         };
-        let (blinks_required, motion_events_required) = match self.kind {
-            SessionKind::Enrollment => (self.rules.enrollment_blinks, 0),
-            SessionKind::Authentication => (
-                self.rules.authentication_blinks,
-                self.rules.authentication_motion_events,
-            ),
-        };
+        let (blinks_required, motion_events_required) = self
+            .events_required()
+            .unwrap_or((self.rules.enrollment_blinks, 0));
         Progress {
             verdict: self.verdict,
             liveness_verified: self.verdict == Verdict::Passed,
@@ -605,6 +632,40 @@ mod tests {
         assert_eq!(moved.verdict, Verdict::Passed);
         assert!((moved.liveness_score - 1.0).abs() < 1e-6);
         assert!(moved.challenge.is_none());
+    }
+
+    #[test]
+    fn the_seeds_enrollment_rule_needs_its_frames_a_blink_and_a_motion_event() {
+        let rules = LivenessRules {
+            enrollment_challenges: false,
+            min_frames: 30,
+            ..LivenessRules::default()
+        };
+        let mut session = Session {
+            check: LivenessCheck::new(SessionKind::Enrollment, rules),
+            frame: 0,
+        };
+        assert!(!session.check.asks_challenges());
+        let blinked = session.blink();
+        assert!(blinked.challenge.is_none());
+        assert_eq!(
+            (blinked.blinks_required, blinked.motion_events_required),
+            (1, 1)
+        );
+        let moved = session.feed(
+            Pose {
+                shift: 10.0,
+                ..REST
+            },
+            1,
+        );
+        assert_eq!((moved.blinks_detected, moved.motion_events), (1, 1));
+        // A blink and a motion event in 14 frames: the target's 30 frames are still owed.
+        assert_eq!(moved.verdict, Verdict::InProgress);
+        assert_eq!(moved.liveness_score, 1.0);
+        assert_eq!(session.feed(REST, 15).verdict, Verdict::InProgress);
+        assert_eq!(session.feed(REST, 1).verdict, Verdict::Passed);
+        assert_eq!(session.check.timeout(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::identity::{Decision, Purpose};
 use crate::liveness::check::{SessionKind, Verdict};
 use crate::server::codes::Close;
 use crate::server::protocol::token_is_well_formed;
@@ -39,8 +40,55 @@ pub struct IssuedSession {
     pub client_id: String,
     pub session_id: String,
     pub kind: SessionKind,
+    pub purpose: Purpose,
     /// The blinks an authentication must show, when its creator asked for a number.
     pub required_blinks: Option<usize>,
+    /// Usable frames before liveness may pass: the enrollment's `target_samples`, the
+    /// authentication's `min_frames_required`.
+    pub min_frames: usize,
+    /// Whether the enrollment asked for the challenges (`metadata.challenges`).
+    pub challenges: Option<bool>,
+}
+
+impl IssuedSession {
+    fn of(session: crate::store::sessions::SessionRow) -> IssuedSession {
+        let metadata: serde_json::Value =
+            serde_json::from_str(&session.metadata).unwrap_or_default();
+        let number = |key: &str| metadata[key].as_u64().map(|n| n as usize);
+        let (kind, purpose, min_frames) = match (
+            session.kind.as_str(),
+            session.external_user_id,
+            session.enrollment_id,
+        ) {
+            ("enrollment", Some(user), Some(enrollment_id)) => (
+                SessionKind::Enrollment,
+                Purpose::Enrollment {
+                    user,
+                    enrollment_id,
+                },
+                number("target_samples"),
+            ),
+            (_, Some(user), _) => (
+                SessionKind::Authentication,
+                Purpose::Verification { user },
+                number("min_frames_required"),
+            ),
+            (_, None, _) => (
+                SessionKind::Authentication,
+                Purpose::Identification,
+                number("min_frames_required"),
+            ),
+        };
+        IssuedSession {
+            kind,
+            purpose,
+            required_blinks: session.required_blinks.map(|n| n as usize),
+            min_frames: min_frames.unwrap_or(0),
+            challenges: metadata["challenges"].as_bool(),
+            client_id: session.client_id,
+            session_id: session.id,
+        }
+    }
 }
 
 impl Admission {
@@ -63,16 +111,7 @@ impl Admission {
             .claim_session(token, crate::store::now(), self.registry.id())
             .await;
         match claim {
-            Ok(Claim::Claimed(session)) => Ok(Admitted::Issued(IssuedSession {
-                kind: if session.kind == "enrollment" {
-                    SessionKind::Enrollment
-                } else {
-                    SessionKind::Authentication
-                },
-                required_blinks: session.required_blinks.map(|n| n as usize),
-                client_id: session.client_id,
-                session_id: session.id,
-            })),
+            Ok(Claim::Claimed(session)) => Ok(Admitted::Issued(IssuedSession::of(*session))),
             Ok(Claim::Unknown) if self.open => Ok(Admitted::Open),
             Ok(Claim::Unknown) => Err(Close::UnknownSession),
             Ok(Claim::Expired) => Err(Close::SessionExpired),
@@ -95,6 +134,10 @@ impl Admission {
             liveness_score: f64::from(progress.liveness_score),
             blinks_detected: progress.blinks_detected as i64,
             motion_events: progress.motion_events as i64,
+            outcome: end
+                .conclusion
+                .as_ref()
+                .map(|conclusion| conclusion.decision.outcome().to_string()),
         };
         let stored = self
             .tenants
@@ -120,6 +163,12 @@ impl Admission {
 
 /// The seed's session status for how a socket ended.
 fn end_status(end: &SessionEnd) -> &'static str {
+    if let Some(conclusion) = &end.conclusion {
+        return match conclusion.decision {
+            Decision::EnrollmentFailed { .. } => "failed",
+            _ => "completed",
+        };
+    }
     match (end.progress.verdict, end.close) {
         (Verdict::Passed, _) => "completed",
         (Verdict::TimedOut, _) | (Verdict::InProgress, Some(Close::IdleTimeout)) => "timeout",

@@ -5,6 +5,7 @@
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
+use crate::identity::{Conclusion, Decision};
 use crate::liveness::check::{Challenge, Indicators, LivenessCheck, Progress, SessionKind};
 use crate::liveness::pose::HeadPose;
 use crate::liveness::quality::{Quality, Rejection};
@@ -15,9 +16,10 @@ use crate::server::metrics::Outcome;
 /// The first message of every session.
 pub fn connection_established(token: &str, check: &LivenessCheck, timeout_secs: u64) -> Value {
     let progress = check.progress();
-    let challenges = match check.kind() {
-        SessionKind::Enrollment => json!(Challenge::SEQUENCE),
-        SessionKind::Authentication => json!([]),
+    let challenges = if check.asks_challenges() {
+        json!(Challenge::SEQUENCE)
+    } else {
+        json!([])
     };
     json!({
         "type": "connection_established",
@@ -238,8 +240,8 @@ pub fn no_face(frame: FrameContext<'_>, progress: &Progress) -> Answer {
     }
 }
 
-/// The session's last message when liveness is proven. Identity matching, when it exists,
-/// follows this step; until then `next_step` says there is none.
+/// An open-mode session's last message when liveness is proven: it has no identity step, and
+/// `next_step` says so.
 pub fn liveness_passed(
     token: &str,
     kind: SessionKind,
@@ -258,6 +260,101 @@ pub fn liveness_passed(
         "next_step": Value::Null,
         "message": "Liveness passed",
     })
+}
+
+/// An issued session's last message: the seed's `enrollment_complete`, `enrollment_failed`
+/// or `authentication_complete`, with our extensions (`session_token`, `liveness_score`,
+/// `result_token`, and `reason` and `error_code` for a failure) beside them.
+pub fn identity_concluded(
+    token: &str,
+    frames_processed: u64,
+    progress: &Progress,
+    conclusion: &Conclusion,
+) -> Value {
+    let Conclusion {
+        decision,
+        encrypted_data,
+        result_token,
+    } = conclusion;
+    let mut answer = match decision {
+        Decision::Enrolled {
+            user_id,
+            enrollment_id,
+            templates_stored,
+            quality_score,
+            similarity_with_old_photo,
+        } => json!({
+            "type": "enrollment_complete",
+            "success": true,
+            "enrollment_id": enrollment_id,
+            "user_id": user_id,
+            "templates_stored": templates_stored,
+            "quality_score": quality_score,
+            "similarity_with_old_photo": similarity_with_old_photo,
+            "message": "Enrollment complete",
+        }),
+        Decision::EnrollmentFailed {
+            error,
+            error_code,
+            message,
+            similarity,
+            ..
+        } => json!({
+            "type": "enrollment_failed",
+            "success": false,
+            "error": error,
+            "error_code": error_code,
+            "message": message,
+            // The other user's id is the tenant's to know, not the browser's: it is stored
+            // with the session's outcome and left out here.
+            "details": {
+                "reason": message,
+                "similarity_score": similarity,
+                "conflicting_user": Value::Null,
+            },
+        }),
+        Decision::Authenticated {
+            user_id,
+            confidence,
+        } => json!({
+            "type": "authentication_complete",
+            "success": true,
+            "authenticated": true,
+            "user_id": user_id,
+            "confidence": confidence,
+            "message": "Authentication successful",
+        }),
+        Decision::NotAuthenticated {
+            reason,
+            message,
+            confidence,
+        } => json!({
+            "type": "authentication_complete",
+            "success": false,
+            "authenticated": false,
+            "user_id": Value::Null,
+            "confidence": confidence.unwrap_or(0.0),
+            "reason": reason,
+            "error_code": reason.to_uppercase(),
+            "message": message,
+        }),
+    };
+    let fields = [
+        ("session_token", json!(token)),
+        ("frames_processed", json!(frames_processed)),
+        ("liveness_verified", json!(progress.liveness_verified)),
+        ("liveness_score", json!(progress.liveness_score)),
+        ("blinks_detected", json!(progress.blinks_detected)),
+        ("motion_verified", json!(progress.motion_events > 0)),
+        ("motion_events", json!(progress.motion_events)),
+        ("encrypted_data", json!(encrypted_data)),
+        ("result_token", json!(result_token)),
+        ("visual_data", json!({})),
+    ];
+    for (key, value) in fields {
+        answer[key] = value;
+    }
+    answer
 }
 
 /// An authentication session's last message when its time ran out.

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::engine::{Analysis, NotPrepared, Outcome};
 use crate::frame::FrameError;
+use crate::identity::Decision;
 
 /// Why a message or frame was refused; the session goes on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -122,6 +123,11 @@ impl From<NotPrepared> for FrameRefusal {
 pub enum Close {
     ClientClosed,
     LivenessPassed,
+    EnrollmentComplete,
+    /// The face changed during the enrollment, or is another user's already.
+    EnrollmentFailed,
+    /// Whether or not the face matched.
+    AuthenticationComplete,
     /// A newer connection took over this session's token (a normal end, for this socket).
     Replaced,
     ShuttingDown,
@@ -151,11 +157,17 @@ impl Close {
     /// The WebSocket close code.
     pub fn code(self) -> u16 {
         match self {
-            Close::ClientClosed | Close::LivenessPassed | Close::Replaced => 1000,
+            Close::ClientClosed
+            | Close::LivenessPassed
+            | Close::EnrollmentComplete
+            | Close::AuthenticationComplete
+            | Close::Replaced => 1000,
             Close::ShuttingDown => 1001,
             Close::ProtocolError => 1002,
             Close::InvalidUtf8 => 1007,
             Close::MessageTooBig => 1009,
+            // The seed's code for a failed enrollment (a duplicate face).
+            Close::EnrollmentFailed => 4001,
             Close::MalformedToken => 4400,
             // The seed's one code for a session that cannot go on in time.
             Close::AuthenticationTimedOut
@@ -173,6 +185,9 @@ impl Close {
         match self {
             Close::ClientClosed => "closed by the client",
             Close::LivenessPassed => "liveness passed",
+            Close::EnrollmentComplete => "enrollment complete",
+            Close::EnrollmentFailed => "enrollment failed",
+            Close::AuthenticationComplete => "authentication complete",
             Close::Replaced => "replaced by a newer connection with this session token",
             Close::ShuttingDown => "server shutting down",
             Close::AuthenticationTimedOut => "authentication timed out",
@@ -186,6 +201,19 @@ impl Close {
             Close::MessageTooBig => "message too big: see --max-frame-bytes",
             Close::ProtocolError => "WebSocket protocol error",
             Close::InvalidUtf8 => "text message is not UTF-8",
+        }
+    }
+}
+
+impl Close {
+    /// How a session whose identity step decided closes.
+    pub fn after(decision: &Decision) -> Close {
+        match decision {
+            Decision::Enrolled { .. } => Close::EnrollmentComplete,
+            Decision::EnrollmentFailed { .. } => Close::EnrollmentFailed,
+            Decision::Authenticated { .. } | Decision::NotAuthenticated { .. } => {
+                Close::AuthenticationComplete
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::engine::EngineConfig;
+use crate::identity::IdentityConfig;
 use crate::liveness::check::{LivenessRules, SessionKind};
 use crate::liveness::events::TurnRules;
 use crate::server::forwarded::TrustedProxies;
@@ -14,6 +15,7 @@ use crate::server::listener::ConnectionLimits;
 use crate::server::registry::RegistryConfig;
 use crate::server::session::limits::SessionLimits;
 use crate::store::StoreConfig;
+use crate::webhooks::WebhookConfig;
 
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct ServeConfig {
@@ -28,6 +30,10 @@ pub struct ServeConfig {
     pub liveness: LivenessConfig,
     #[command(flatten)]
     pub access: AccessConfig,
+    #[command(flatten)]
+    pub identity: IdentityConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
     #[command(flatten)]
     pub connections: ConnectionLimits,
     #[command(flatten)]
@@ -46,6 +52,8 @@ impl Default for ServeConfig {
             limits: SessionLimits::default(),
             liveness: LivenessConfig::default(),
             access: AccessConfig::default(),
+            identity: IdentityConfig::default(),
+            webhooks: WebhookConfig::default(),
             connections: ConnectionLimits::default(),
             proxies: TrustedProxies::default(),
             registry: RegistryConfig::default(),

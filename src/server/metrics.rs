@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::EngineMetrics;
+use crate::identity::Decision;
 use crate::server::codes::RefusalKind;
 
 /// How a frame was answered.
@@ -26,6 +27,8 @@ pub struct Metrics {
     /// Sessions whose liveness check passed, and authentications that ran out of time.
     pub liveness_passed: AtomicU64,
     pub liveness_timed_out: AtomicU64,
+    /// Issued sessions' identity decisions, by `Decision::KINDS`.
+    identity_decisions: [AtomicU64; Decision::KINDS.len()],
     /// Sessions of dead processes this one ended as `disconnected` (`registry`).
     pub sessions_reaped: AtomicU64,
     /// Heartbeats that did not reach the store.
@@ -43,6 +46,7 @@ impl Metrics {
             open_sessions: AtomicU64::new(0),
             liveness_passed: AtomicU64::new(0),
             liveness_timed_out: AtomicU64::new(0),
+            identity_decisions: Default::default(),
             sessions_reaped: AtomicU64::new(0),
             heartbeats_failed: AtomicU64::new(0),
             faces: AtomicU64::new(0),
@@ -50,6 +54,10 @@ impl Metrics {
             quality_rejected: AtomicU64::new(0),
             refused: Default::default(),
         }
+    }
+
+    pub fn decided(&self, decision: &Decision) {
+        self.identity_decisions[decision.kind_index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn answered(&self, outcome: Outcome) {
@@ -162,6 +170,14 @@ impl Metrics {
             load(&self.liveness_passed),
             load(&self.liveness_timed_out)
         );
+        let name = "face_service_identity_decisions_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Issued sessions' identity steps, by decision.\n# TYPE {name} counter"
+        );
+        for (kind, counter) in Decision::KINDS.iter().zip(&self.identity_decisions) {
+            let _ = writeln!(out, "{name}{{decision=\"{kind}\"}} {}", load(counter));
+        }
         engine.queue_wait_seconds.render(
             "face_service_queue_wait_seconds",
             "Time a frame waited for its device batch.",

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod answers;
 pub mod codes;
 pub mod config;
+mod demo;
 pub mod forwarded;
 pub mod listener;
 pub mod metrics;
@@ -23,11 +24,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::engine::Engine;
+use crate::identity::Identity;
 use crate::models::FaceModels;
 use crate::server::admission::{ActiveTokens, Admission};
 use crate::server::metrics::Metrics;
 use crate::server::registry::Registry;
 use crate::tenants::Tenants;
+use crate::tenants::sealing::Sealer;
+use crate::webhooks::Webhooks;
 
 pub use config::ServeConfig;
 
@@ -46,6 +50,10 @@ pub struct AppState {
     pub next_session_id: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
     pub registry: Arc<Registry>,
+    /// Enrollment and authentication after liveness, for issued sessions.
+    pub identity: Arc<Identity>,
+    /// The demo page's tenant backend, in open mode.
+    pub demo: Option<Arc<demo::DemoBackend>>,
     /// Sockets upgraded and not yet done with, their outcome stored included: what the
     /// shutdown waits for before it marks the process stopped.
     pub sessions_in_progress: Arc<AtomicU64>,
@@ -61,6 +69,8 @@ pub struct Running {
     sessions_in_progress: Arc<AtomicU64>,
     registry: Arc<Registry>,
     heartbeat: tokio::task::JoinHandle<()>,
+    gallery_sweep: tokio::task::JoinHandle<()>,
+    deliverer: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -84,6 +94,9 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.heartbeat.abort();
+        self.gallery_sweep.abort();
+        // It stops at the signal, once the attempt under way is recorded.
+        let _ = self.deliverer.await;
         self.registry.deregister().await;
         Ok(())
     }
@@ -98,9 +111,25 @@ pub const LONGEST_DRAIN: Duration =
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Opens the store, binds, starts the engine, and serves until `shut_down`.
+/// Opens the store, binds, starts the engine, and serves until `shut_down`. `models` must
+/// hold the recognition model (`FaceModels::with_recognizer`): issued sessions need it.
 pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, StartError> {
+    if models.recognizer.is_none() {
+        return Err("the server needs the recognition model: FaceModels::with_recognizer".into());
+    }
     let tenants = Tenants::open(&config.store).await?;
+    let webhooks = Arc::new(Webhooks::new(
+        tenants.store().clone(),
+        Sealer::new(&tenants.derived_key("webhook secrets")),
+        &config.webhooks,
+    ));
+    let identity = Arc::new(Identity::new(
+        tenants.clone(),
+        webhooks.clone(),
+        &config.identity,
+    )?);
+    let gallery_sweep = identity.galleries().spawn_sweep();
+
     let open = config.access.open_sessions;
     tracing::info!(
         store = ?tenants.store().engine(),
@@ -122,11 +151,22 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
     )
     .await?;
     let heartbeat = registry.spawn_heartbeat();
+    let demo = match open {
+        true => Some(Arc::new(demo::DemoBackend::start(&tenants, address).await?)),
+        false => None,
+    };
     let (stop, shutdown) = watch::channel(false);
+    let deliverer = webhooks.spawn_deliverer(shutdown.clone());
     let admission = Arc::new(Admission::new(open, tenants.clone(), registry.clone()));
+    let next_session_id = Arc::new(AtomicU64::new(0));
     let api = crate::api::ApiState {
         tenants: tenants.clone(),
         session_lifetime: Duration::from_secs(config.access.session_lifetime_secs),
+        engine: engine.clone(),
+        identity: identity.clone(),
+        webhooks,
+        max_photo_bytes: config.limits.max_frame_bytes,
+        next_job: next_session_id.clone(),
     };
     let state = AppState {
         config: Arc::new(config),
@@ -136,9 +176,11 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
         active_tokens: Arc::default(),
         device,
         landmark_model,
-        next_session_id: Arc::default(),
+        next_session_id,
         shutdown: shutdown.clone(),
         registry: registry.clone(),
+        identity,
+        demo,
         sessions_in_progress: Arc::default(),
     };
     let sessions_in_progress = state.sessions_in_progress.clone();
@@ -160,5 +202,7 @@ pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, S
         sessions_in_progress,
         registry,
         heartbeat,
+        gallery_sweep,
+        deliverer,
     })
 }

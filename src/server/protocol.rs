@@ -39,18 +39,8 @@ pub fn parse_text(text: &str, max_frame_bytes: usize) -> Result<ClientMessage, F
             let image = message
                 .image
                 .ok_or_else(|| FrameRefusal::Malformed("a frame needs an `image`".into()))?;
-            let payload = match image.split_once(";base64,") {
-                Some((prefix, data)) if prefix.starts_with("data:") => data,
-                _ => image.as_str(),
-            };
-            // Four base64 characters carry three bytes.
-            let decoded_len = payload.len() / 4 * 3;
-            if decoded_len > max_frame_bytes {
-                return Err(FrameRefusal::TooLarge(decoded_len, max_frame_bytes));
-            }
-            let image = decode_base64(payload)?;
             Ok(ClientMessage::Frame {
-                image,
+                image: decode_image(&image, max_frame_bytes)?,
                 id: message.id,
             })
         }
@@ -58,6 +48,21 @@ pub fn parse_text(text: &str, max_frame_bytes: usize) -> Result<ClientMessage, F
             "unknown message type `{other}`"
         ))),
     }
+}
+
+/// An image sent as base64, the data-URL prefix optional; one that would decode to more than
+/// `max_bytes` is refused before it is decoded.
+pub fn decode_image(image: &str, max_bytes: usize) -> Result<Vec<u8>, FrameRefusal> {
+    let payload = match image.split_once(";base64,") {
+        Some((prefix, data)) if prefix.starts_with("data:") => data,
+        _ => image,
+    };
+    // Four base64 characters carry three bytes.
+    let decoded_len = payload.len() / 4 * 3;
+    if decoded_len > max_bytes {
+        return Err(FrameRefusal::TooLarge(decoded_len, max_bytes));
+    }
+    decode_base64(payload)
 }
 
 /// Standard base64, with or without line breaks: MIME-style encoders wrap at 76 columns, and

@@ -8,22 +8,26 @@ use axum::Router;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::identity::IdentityRequest;
 use crate::liveness::check::SessionKind;
 use crate::models::ModelKind;
 use crate::server::AppState;
 use crate::server::admission::Admitted;
 use crate::server::codes::RefusalKind;
+use crate::server::demo;
 use crate::server::forwarded::ClientOrigin;
-use crate::server::session::{self, SessionSetup};
+use crate::server::session::{self, SessionIdentity, SessionSetup};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(demo_page))
+        .route("/", get(demo::page))
+        .route("/demo/enroll/", post(demo::enroll))
+        .route("/demo/sign-in/", post(demo::sign_in))
         .route("/ws/auth/process-image/{token}/", get(websocket))
         .route("/ws/auth/process-image/{token}", get(websocket))
         .route("/api/health/", get(health))
@@ -80,9 +84,24 @@ async fn websocket(
                     if let Some(blinks) = issued.required_blinks {
                         rules.authentication_blinks = blinks;
                     }
+                    rules.min_frames = issued.min_frames;
+                    rules.enrollment_challenges = issued
+                        .challenges
+                        .unwrap_or(state.identity.enrollment_challenges());
                     issued.kind
                 }
                 Admitted::Open => query.session_type.unwrap_or(config.liveness.session_type),
+            };
+            let identity = match &admitted {
+                Admitted::Issued(issued) => Some(SessionIdentity {
+                    service: &state.identity,
+                    request: IdentityRequest {
+                        client_id: issued.client_id.clone(),
+                        session_token: token.clone(),
+                        purpose: issued.purpose.clone(),
+                    },
+                }),
+                Admitted::Open => None,
             };
             let setup = SessionSetup {
                 token: token.clone(),
@@ -94,6 +113,7 @@ async fn websocket(
                 metrics: &state.metrics,
                 shutdown: state.shutdown.clone(),
                 replaced,
+                identity,
             };
             let end = session::run(sink, stream, setup).instrument(span).await;
             state.active_tokens.release(&token, claim);
@@ -117,12 +137,6 @@ impl Drop for InProgress {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// The live demo: one self-contained page, compiled in, that streams the camera over the
-/// seed protocol and draws what comes back.
-async fn demo_page() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("demo/index.html"))
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -150,6 +164,7 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
         "frames_abandoned": load(&engine.frames_abandoned),
         "liveness_passed": load(&metrics.liveness_passed),
         "liveness_timed_out": load(&metrics.liveness_timed_out),
+        "templates_held": state.identity.galleries().templates_held(),
     }))
 }
 

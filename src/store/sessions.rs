@@ -29,6 +29,8 @@ pub struct SessionRow {
     pub motion_events: Option<i64>,
     /// The process whose socket runs it, once opened (`processes`).
     pub process_id: Option<String>,
+    /// How its identity step ended, a JSON object as text, once over.
+    pub outcome: Option<String>,
 }
 
 /// How a session ended, as its socket saw it.
@@ -42,6 +44,8 @@ pub struct SessionResult {
     pub liveness_score: f64,
     pub blinks_detected: i64,
     pub motion_events: i64,
+    /// The identity step's outcome, a JSON object as text, where it came to one.
+    pub outcome: Option<String>,
 }
 
 /// What opening a socket with a token found.
@@ -59,7 +63,7 @@ pub enum Claim {
 const COLUMNS: &str = "client_id, id, token, kind, external_user_id, enrollment_id, session_type, \
                        status, metadata, required_blinks, created_at, expires_at, opened_at, \
                        completed_at, frames_processed, liveness_verified, liveness_score, \
-                       blinks_detected, motion_events, process_id";
+                       blinks_detected, motion_events, process_id, outcome";
 
 impl Store {
     /// Stores a new session, and for an enrollment session its pending enrollment, together.
@@ -200,8 +204,8 @@ impl Store {
         let finished = sqlx::query(
             "UPDATE sessions SET status = $1, completed_at = $2, frames_processed = $3, \
              liveness_verified = $4, liveness_score = $5, blinks_detected = $6, \
-             motion_events = $7 WHERE client_id = $8 AND id = $9 AND status = 'active' \
-             AND process_id = $10",
+             motion_events = $7, outcome = $8 WHERE client_id = $9 AND id = $10 \
+             AND status = 'active' AND process_id = $11",
         )
         .bind(result.status)
         .bind(result.completed_at)
@@ -210,6 +214,7 @@ impl Store {
         .bind(result.liveness_score)
         .bind(result.blinks_detected)
         .bind(result.motion_events)
+        .bind(result.outcome.as_deref())
         .bind(client_id)
         .bind(id)
         .bind(process_id)

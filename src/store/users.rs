@@ -137,13 +137,37 @@ impl Store {
     }
 
     /// Deletes the user with its enrollments and sessions; false when there was none.
+    /// Its face templates go too, and the client's gallery is marked changed, in one
+    /// transaction.
     pub async fn delete_user(&self, client_id: &str, external_user_id: &str) -> StoreResult<bool> {
+        let mut transaction = self.pool().begin().await?;
         let done = sqlx::query("DELETE FROM users WHERE client_id = $1 AND external_user_id = $2")
             .bind(client_id)
             .bind(external_user_id)
-            .execute(self.pool())
+            .execute(&mut *transaction)
             .await?;
+        super::templates::bump_gallery(&mut transaction, client_id).await?;
+        transaction.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes that the user was just recognised.
+    pub async fn note_recognition(
+        &self,
+        client_id: &str,
+        external_user_id: &str,
+        at: Millis,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET last_recognition_at = $1 \
+             WHERE client_id = $2 AND external_user_id = $3",
+        )
+        .bind(at)
+        .bind(client_id)
+        .bind(external_user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// The user's enrollments, newest first.

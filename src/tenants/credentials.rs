@@ -57,6 +57,12 @@ pub fn api_key_hash(api_key: &str) -> String {
         .collect()
 }
 
+/// The AES-256 key of the seed's `encrypted_data`: SHA-256 of the API key, as seed clients
+/// derive it to decrypt their results.
+pub fn result_key(api_key: &str) -> [u8; 32] {
+    Sha256::digest(api_key.as_bytes()).into()
+}
+
 /// Equality whose time does not depend on where two values first differ.
 pub fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()

@@ -8,7 +8,7 @@ pub mod tiers;
 pub mod tokens;
 
 use crate::store::audit::AuditRow;
-use crate::store::clients::ClientRow;
+use crate::store::clients::{ClientRow, SealedCredentials};
 use crate::store::{Millis, Store, StoreConfig, StoreError, StoreResult};
 use sealing::{MasterKey, Sealer};
 use tiers::Tier;
@@ -99,6 +99,21 @@ fn refused(reason: Refusal, client_id: Option<&str>) -> AuthError {
     }
 }
 
+/// A client's keys for its session results. `Debug` never shows them.
+#[derive(Clone)]
+pub struct ResultKeys {
+    pub secret: Vec<u8>,
+    /// `None` for credentials made before the key was kept: they must rotate to get
+    /// `encrypted_data`.
+    pub encryption: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ResultKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResultKeys(..)")
+    }
+}
+
 /// A JWT as `POST /api/core/auth/client/` answers it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssuedToken {
@@ -111,6 +126,7 @@ pub struct IssuedToken {
 pub struct Tenants {
     store: Store,
     sealer: Sealer,
+    master_key: MasterKey,
 }
 
 impl Tenants {
@@ -134,11 +150,17 @@ impl Tenants {
         Ok(Tenants {
             store,
             sealer: Sealer::new(&key),
+            master_key: key,
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A key for `purpose` derived from the master key, for data that has no key of its own.
+    pub fn derived_key(&self, purpose: &str) -> MasterKey {
+        self.master_key.derive(purpose)
     }
 
     /// A new active client; its rate limits are its tier's unless given.
@@ -150,20 +172,79 @@ impl Tenants {
             api_key: credentials::new_api_key(),
             api_secret: credentials::new_api_secret(),
         };
+        let sealed = self.seal(&issued);
         self.store
             .insert_client(&ClientRow {
                 id: issued.client_id.clone(),
                 name: client.name.clone(),
                 tier: client.tier.name().to_owned(),
                 status: "active".to_owned(),
-                api_key_hash: credentials::api_key_hash(&issued.api_key),
-                api_secret_sealed: self.sealer.seal(issued.api_secret.as_bytes()),
+                api_key_hash: sealed.api_key_hash,
+                api_secret_sealed: sealed.api_secret_sealed,
+                result_key_sealed: Some(sealed.result_key_sealed),
                 per_hour: client.per_hour.unwrap_or(tier_per_hour),
                 per_day: client.per_day.unwrap_or(tier_per_day),
                 created_at: now,
                 credentials_rotated_at: now,
             })
             .await?;
+        Ok(issued)
+    }
+
+    /// The demo page's tenant, `Demo` (open mode only), created on first use. Its credentials
+    /// are derived from the master key, so every process sharing the store holds the same
+    /// ones, and nothing but their hash and seal is stored.
+    pub async fn demo_client(&self) -> StoreResult<IssuedCredentials> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let derived = |purpose: &str| self.master_key.derive(purpose).bytes();
+        let id_digits: String = derived("demo client id")[..8]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        let issued = IssuedCredentials {
+            client_id: format!("FR_{id_digits}"),
+            api_key: format!(
+                "{}{}",
+                credentials::API_KEY_PREFIX,
+                URL_SAFE_NO_PAD.encode(derived("demo api key"))
+            ),
+            api_secret: URL_SAFE_NO_PAD.encode(derived("demo api secret")),
+        };
+        let sealed = self.seal(&issued);
+        match self.store.client(&issued.client_id).await? {
+            Some(row) if credentials::same(&row.api_key_hash, &sealed.api_key_hash) => {}
+            Some(_) => {
+                self.store
+                    .replace_credentials(&issued.client_id, &sealed, crate::store::now())
+                    .await?;
+            }
+            None => {
+                let now = crate::store::now();
+                let (per_hour, per_day) = Tier::Enterprise.rate_limits();
+                let inserted = self
+                    .store
+                    .insert_client(&ClientRow {
+                        id: issued.client_id.clone(),
+                        name: "Demo".to_owned(),
+                        tier: Tier::Enterprise.name().to_owned(),
+                        status: "active".to_owned(),
+                        api_key_hash: sealed.api_key_hash,
+                        api_secret_sealed: sealed.api_secret_sealed,
+                        result_key_sealed: Some(sealed.result_key_sealed),
+                        per_hour,
+                        per_day,
+                        created_at: now,
+                        credentials_rotated_at: now,
+                    })
+                    .await;
+                // Another process sharing the store made it first: the same credentials.
+                match inserted {
+                    Ok(()) | Err(StoreError::Conflict) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
         Ok(issued)
     }
 
@@ -191,14 +272,41 @@ impl Tenants {
         };
         let replaced = self
             .store
-            .replace_credentials(
-                client_id,
-                &credentials::api_key_hash(&issued.api_key),
-                &self.sealer.seal(issued.api_secret.as_bytes()),
-                crate::store::now(),
-            )
+            .replace_credentials(client_id, &self.seal(&issued), crate::store::now())
             .await?;
         Ok(replaced.then_some(issued))
+    }
+
+    /// Credentials as the store keeps them: the key hashed, the secret and the key of the
+    /// seed's `encrypted_data` (SHA-256 of the key) sealed.
+    fn seal(&self, issued: &IssuedCredentials) -> SealedCredentials {
+        SealedCredentials {
+            api_key_hash: credentials::api_key_hash(&issued.api_key),
+            api_secret_sealed: self.sealer.seal(issued.api_secret.as_bytes()),
+            result_key_sealed: self.sealer.seal(&credentials::result_key(&issued.api_key)),
+        }
+    }
+
+    /// What signs and encrypts a client's session results: its API secret (the result token's
+    /// HMAC key) and, where kept, SHA-256 of its API key (`encrypted_data`'s AES key).
+    pub async fn result_keys(&self, client_id: &str) -> StoreResult<Option<ResultKeys>> {
+        let Some(row) = self.store.client(client_id).await? else {
+            return Ok(None);
+        };
+        let secret = self.secret_of(&row)?;
+        let encryption = match &row.result_key_sealed {
+            Some(sealed) => {
+                let key = self.sealer.open(sealed).map_err(|e| {
+                    StoreError::Damaged(format!("client {}: result key: {e}", row.id))
+                })?;
+                let key: [u8; 32] = key.try_into().map_err(|_| {
+                    StoreError::Damaged(format!("client {}: result key length", row.id))
+                })?;
+                Some(key)
+            }
+            None => None,
+        };
+        Ok(Some(ResultKeys { secret, encryption }))
     }
 
     /// The active client these credentials belong to.

@@ -46,6 +46,23 @@ impl MasterKey {
         MasterKey(super::credentials::random_bytes())
     }
 
+    /// A key of its own for another purpose, derived from this one (SHA-256 of a label, the
+    /// purpose and this key): whoever holds one derived key learns nothing of this one.
+    pub fn derive(&self, purpose: &str) -> MasterKey {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"face-service derived key v1\0");
+        hasher.update(purpose.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.0);
+        MasterKey(hasher.finalize().into())
+    }
+
+    /// The key's bytes, for keys derived to be credentials themselves (`Tenants::demo_client`).
+    pub fn bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -152,5 +169,9 @@ mod tests {
         assert!("abc".parse::<MasterKey>().is_err());
         assert!("zz".repeat(32).parse::<MasterKey>().is_err());
         assert_eq!(format!("{key:?}"), "MasterKey(..)");
+        let derived = key.derive("face templates");
+        assert_ne!(derived, key);
+        assert_eq!(derived, key.derive("face templates"));
+        assert_ne!(derived, key.derive("something else"));
     }
 }

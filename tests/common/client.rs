@@ -57,7 +57,9 @@ pub async fn start(config: ServeConfig) -> Running {
 }
 
 pub async fn start_with_models(config: ServeConfig, options: &ModelOptions) -> Running {
-    let models = FaceModels::load(ComputeDevice::cpu(), options).unwrap();
+    let models = FaceModels::load(ComputeDevice::cpu(), options)
+        .and_then(|models| models.with_recognizer(options))
+        .unwrap();
     server::start(config, models).await.unwrap()
 }
 
@@ -154,4 +156,49 @@ pub async fn get_text(address: SocketAddr, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// The messages that end a session issued over REST.
+pub const VERDICTS: [&str; 4] = [
+    "enrollment_complete",
+    "enrollment_failed",
+    "authentication_complete",
+    "authentication_timeout",
+];
+
+/// Streams `frames` to the session at `url` (JSON frames, as the seed's clients send them),
+/// each after the last one's answer and at most one per `pace`, until the session's verdict;
+/// returns it and the close code. A refused frame fails the test.
+pub async fn run_until_verdict(
+    url: &str,
+    frames: &[Vec<u8>],
+    pace: Option<Duration>,
+) -> (Value, Option<u16>) {
+    use futures_util::SinkExt;
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(
+        next_json(&mut socket).await["type"],
+        "connection_established"
+    );
+    let mut ticks = pace.map(tokio::time::interval);
+    let is_verdict =
+        |message: &Value| VERDICTS.contains(&message["type"].as_str().unwrap_or_default());
+    for (id, frame) in frames.iter().enumerate() {
+        if let Some(ticks) = &mut ticks {
+            ticks.tick().await;
+        }
+        // The server stops reading once it has a verdict: a frame sent then goes unread.
+        let _ = socket.send(frame_message(frame, id as u64)).await;
+        let message = next_json(&mut socket).await;
+        if is_verdict(&message) {
+            return (message, close_code(&mut socket).await);
+        }
+        assert_ne!(message["type"], "error", "frame {id}: {message}");
+    }
+    let message = next_json(&mut socket).await;
+    assert!(
+        is_verdict(&message),
+        "the frames ran out before a verdict: {message}"
+    );
+    (message, close_code(&mut socket).await)
 }

@@ -30,7 +30,7 @@ pub struct Deployment {
     _nginx: Nginx,
     pub proxy: SocketAddr,
     pub client_id: String,
-    api_key: String,
+    pub api_key: String,
     /// `serve` flags of every process, besides those that make the deployment.
     flags: Vec<String>,
 }

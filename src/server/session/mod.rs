@@ -1,4 +1,5 @@
-//! One WebSocket connection: one camera stream, one liveness session.
+//! One WebSocket connection: one camera stream, one session: its liveness check and, for a
+//! session issued over REST, its identity step once liveness has passed.
 //!
 //! Frames go to the engine one at a time per session, because each frame's tracking regions
 //! come from the previous frame's landmarks. While one is in the engine the next few wait
@@ -19,6 +20,8 @@ use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 
 use crate::engine::{Analyze, FrameJob, Reply, SessionId, Tracking};
+use crate::identity::session_faces::SessionFaces;
+use crate::identity::{Conclusion, Identity, IdentityRequest};
 use crate::liveness::check::{LivenessCheck, LivenessRules, Progress, SessionKind, Verdict};
 use crate::server::answers::{self, Answer, FaceReport, FrameContext, Timings};
 use crate::server::codes::{Close, FrameRefusal};
@@ -42,6 +45,21 @@ pub struct SessionSetup<'a, E> {
     pub shutdown: watch::Receiver<bool>,
     /// Fires when a newer connection takes this session's token.
     pub replaced: oneshot::Receiver<()>,
+    /// The identity step of a session issued over REST; `None` in open mode.
+    pub identity: Option<SessionIdentity<'a>>,
+}
+
+/// What an issued session's identity step needs.
+pub struct SessionIdentity<'a> {
+    pub service: &'a Identity,
+    pub request: IdentityRequest,
+}
+
+/// An issued session's identity step as it goes: the face it has shown so far.
+struct IdentityStep<'a> {
+    service: &'a Identity,
+    request: IdentityRequest,
+    faces: SessionFaces,
 }
 
 /// Answers owed to the client, oldest first: a frame still to run, or an answer ready to go.
@@ -100,6 +118,8 @@ struct Session<'a, E> {
     frames_processed: u64,
     allowance: Allowance,
     liveness: LivenessCheck,
+    identity: Option<IdentityStep<'a>>,
+    conclusion: Option<Conclusion>,
     started: Instant,
     ending: Ending,
 }
@@ -110,6 +130,8 @@ pub struct SessionEnd {
     pub close: Option<Close>,
     pub frames_processed: u64,
     pub progress: Progress,
+    /// The identity step's, where it came to a decision.
+    pub conclusion: Option<Conclusion>,
 }
 
 /// Runs a session over a socket's two halves until it closes.
@@ -130,6 +152,7 @@ where
         metrics,
         mut shutdown,
         mut replaced,
+        identity,
     } = setup;
     let mut session = Session {
         token,
@@ -144,6 +167,12 @@ where
         frames_processed: 0,
         allowance: Allowance::new(limits),
         liveness: LivenessCheck::new(kind, rules),
+        identity: identity.map(|identity| IdentityStep {
+            faces: identity.service.session_faces(),
+            service: identity.service,
+            request: identity.request,
+        }),
+        conclusion: None,
         started: Instant::now(),
         ending: Ending::Running,
     };
@@ -194,11 +223,11 @@ where
                     let in_flight = session.in_flight.take().expect("a frame was in flight");
                     let answer = session.on_reply(reply, in_flight);
                     session.owed.push_front(Slot::Ready(answer));
-                    session.conclude();
+                    session.conclude().await;
                 }
                 _ = sleep_until_some(liveness_deadline), if !concluded => {
                     session.liveness.tick(session.started.elapsed());
-                    session.conclude();
+                    session.conclude().await;
                 }
                 _ = shutdown.changed(), if session.ending == Ending::Running => {
                     let until = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -229,6 +258,7 @@ where
         close: closed_with,
         frames_processed: session.frames_processed,
         progress: session.liveness.progress(),
+        conclusion: session.conclusion,
     }
 }
 
@@ -332,8 +362,10 @@ impl<E: Analyze> Session<'_, E> {
                             .expect("the tracking is home between frames"),
                         session: self.id,
                         received,
-                        // Liveness needs no template.
-                        wants_template: false,
+                        wants_template: self
+                            .identity
+                            .as_ref()
+                            .is_some_and(|identity| identity.faces.wants_template()),
                     };
                     let reply = self.engine.analyze(job);
                     self.in_flight = Some(InFlight {
@@ -357,7 +389,7 @@ impl<E: Analyze> Session<'_, E> {
             return Answer::refusal(&FrameRefusal::Overloaded, id);
         };
         self.tracking = Some(reply.tracking);
-        let analysis = match FrameRefusal::of_outcome(reply.outcome) {
+        let mut analysis = match FrameRefusal::of_outcome(reply.outcome) {
             Ok(analysis) => analysis,
             Err(refusal) => return Answer::refusal(&refusal, id),
         };
@@ -396,36 +428,65 @@ impl<E: Analyze> Session<'_, E> {
                 measures.quality.score,
                 time,
             );
+            if let Some(identity) = &mut self.identity {
+                match analysis.template.take() {
+                    // A face unlike the session's so far ends the session (`conclude`).
+                    Some(Ok(template)) => {
+                        let _ = identity.faces.take(template, measures.quality.score);
+                    }
+                    None => identity.faces.pass_frame(),
+                    // Too small to recognise: the next frame is asked again.
+                    Some(Err(_)) => {}
+                }
+            }
             answers::face_processed(frame, &report, &indicators, &progress)
         }
     }
 
-    /// Once the liveness verdict is in, the session ends: the answers already made go out,
-    /// then the verdict's message, then the close. Frames still waiting cannot change the
-    /// verdict and are dropped.
-    fn conclude(&mut self) {
+    /// Once the liveness verdict is in (or the face changed), the session ends: the answers
+    /// already made go out, then the verdict's message (after the identity step's decision,
+    /// in an issued session), then the close. Frames still waiting cannot change the verdict
+    /// and are dropped.
+    async fn conclude(&mut self) {
         if matches!(self.ending, Ending::Concluded(_) | Ending::Closing(_)) {
             return;
         }
         let progress = self.liveness.progress();
         let frames = self.frames_processed;
-        let (message, close, counter) = match progress.verdict {
-            Verdict::InProgress => return,
-            Verdict::Passed => (
-                answers::liveness_passed(&self.token, self.liveness.kind(), frames, &progress),
-                Close::LivenessPassed,
-                &self.metrics.liveness_passed,
-            ),
-            Verdict::TimedOut => (
-                answers::authentication_timeout(
-                    &self.token,
-                    self.liveness.timeout().unwrap_or_default().as_secs(),
-                    frames,
-                    &progress,
+        let face_changed = self
+            .identity
+            .as_ref()
+            .is_some_and(|identity| identity.faces.changed().is_some());
+        let decides = face_changed || progress.verdict == Verdict::Passed;
+        let (message, close) = match &self.identity {
+            Some(identity) if decides => {
+                let conclusion = identity
+                    .service
+                    .conclude(&identity.request, &identity.faces)
+                    .await;
+                let message =
+                    answers::identity_concluded(&self.token, frames, &progress, &conclusion);
+                let close = Close::after(&conclusion.decision);
+                self.metrics.decided(&conclusion.decision);
+                self.conclusion = Some(conclusion);
+                (message, close)
+            }
+            _ => match progress.verdict {
+                Verdict::InProgress => return,
+                Verdict::Passed => (
+                    answers::liveness_passed(&self.token, self.liveness.kind(), frames, &progress),
+                    Close::LivenessPassed,
                 ),
-                Close::AuthenticationTimedOut,
-                &self.metrics.liveness_timed_out,
-            ),
+                Verdict::TimedOut => (
+                    answers::authentication_timeout(
+                        &self.token,
+                        self.liveness.timeout().unwrap_or_default().as_secs(),
+                        frames,
+                        &progress,
+                    ),
+                    Close::AuthenticationTimedOut,
+                ),
+            },
         };
         let answered = self
             .owed
@@ -436,7 +497,14 @@ impl<E: Analyze> Session<'_, E> {
         self.in_flight = None;
         self.owed.push_back(Slot::Ready(Answer::message(message)));
         self.ending = Ending::Concluded(close);
-        counter.fetch_add(1, Ordering::Relaxed);
+        match progress.verdict {
+            Verdict::Passed => self.metrics.liveness_passed.fetch_add(1, Ordering::Relaxed),
+            Verdict::TimedOut => self
+                .metrics
+                .liveness_timed_out
+                .fetch_add(1, Ordering::Relaxed),
+            Verdict::InProgress => 0,
+        };
         tracing::info!(verdict = ?progress.verdict, score = progress.liveness_score, "liveness concluded");
     }
 }

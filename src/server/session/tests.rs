@@ -88,6 +88,7 @@ fn start(kind: SessionKind, limits: SessionLimits, rules: LivenessRules) -> Harn
             metrics: &session_metrics,
             shutdown: shutdown_seen,
             replaced,
+            identity: None,
         };
         run(Box::pin(sink), Box::pin(stream), setup).await;
     });
