@@ -647,7 +647,28 @@ async fn accepted(received: &std::sync::Mutex<Received>, count: usize) -> Vec<Va
 async fn webhooks_arrive_once_each_signed_through_failures_and_a_restart(engine: Engine) {
     use hmac::{Hmac, Mac};
     let backing = Backing::new(engine).await;
+    // By default an endpoint cannot be on the server's own network.
+    let guarded = Api::start(config(&backing)).await;
+    let c = guarded.client("C").await;
+    let (status, refused) = guarded
+        .post(
+            "/api/clients/webhooks/",
+            Auth::Key(&c.api_key),
+            json!({ "url": "http://127.0.0.1:9/hook" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("public address")
+    );
+    guarded.stop().await;
+
     let mut serve = config(&backing);
+    // The receiver is on loopback.
+    serve.webhooks.webhook_private_networks = true;
     // Retries 1.5 s and 3 s after the first attempt: the third, the first to succeed, comes
     // well after the first server has stopped.
     serve.webhooks.webhook_retry_ms = 1500;

@@ -63,9 +63,14 @@ pub async fn create(
     let parsed = reqwest::Url::parse(url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-    if parsed.is_none() || url.chars().count() > MAX_URL_CHARS {
+    let Some(parsed) = parsed.filter(|_| url.chars().count() <= MAX_URL_CHARS) else {
         return Err(ApiError::bad_request(format!(
             "url must be an http:// or https:// URL of at most {MAX_URL_CHARS} characters"
+        )));
+    };
+    if let Some(reason) = state.webhooks.refused_destination(&parsed) {
+        return Err(ApiError::bad_request(format!(
+            "url must reach a public address: {reason}"
         )));
     }
     let events = request

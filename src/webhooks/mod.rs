@@ -4,7 +4,10 @@
 //! them as the seed would (`{event, client_id, timestamp, data, delivery_id}` with
 //! `X-FR-Event`, `X-FR-Timestamp` and `X-FR-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
 //! "<t>.<body>" under the endpoint's secret>`), and retries failures with exponential backoff.
-//! A restart loses nothing: what is not delivered stays in the outbox.
+//! A restart loses nothing: what is not delivered stays in the outbox. Deliveries go only to
+//! public addresses unless the operator allows private networks (`destinations`).
+
+pub mod destinations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,11 @@ pub struct WebhookConfig {
     /// Seconds an endpoint has to answer a delivery.
     #[arg(long, env = "FACE_SERVICE_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
     pub webhook_timeout_secs: u64,
+    /// Let endpoints be on loopback, private, link-local and other non-public addresses
+    /// (tenants' backends on the server's own network). Off, a tenant cannot make the server
+    /// reach into its network.
+    #[arg(long, env = "FACE_SERVICE_WEBHOOK_PRIVATE_NETWORKS")]
+    pub webhook_private_networks: bool,
 }
 
 impl Default for WebhookConfig {
@@ -45,6 +53,7 @@ impl Default for WebhookConfig {
             webhook_max_attempts: 8,
             webhook_retry_ms: 5000,
             webhook_timeout_secs: 10,
+            webhook_private_networks: false,
         }
     }
 }
@@ -72,17 +81,28 @@ pub struct NewEndpoint {
 
 impl Webhooks {
     pub fn new(store: Store, sealer: Sealer, config: &WebhookConfig) -> Webhooks {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.webhook_timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("the webhook HTTP client builds");
+            .redirect(reqwest::redirect::Policy::none());
+        if !config.webhook_private_networks {
+            http = http.dns_resolver(destinations::PublicOnly);
+        }
+        let http = http.build().expect("the webhook HTTP client builds");
         Webhooks {
             store,
             sealer,
             http,
             config: config.clone(),
         }
+    }
+
+    /// Why `url` may not receive deliveries, if it may not: an address that is not public,
+    /// unless private networks are allowed. (A name is checked when it is resolved.)
+    pub fn refused_destination(&self, url: &reqwest::Url) -> Option<String> {
+        if self.config.webhook_private_networks {
+            return None;
+        }
+        destinations::refused_address(url)
     }
 
     /// Registers an endpoint for `events` of the client.
@@ -208,6 +228,17 @@ impl Webhooks {
         else {
             return Ok(self.failed(delivery, None, "the endpoint is gone".into()));
         };
+        let refused = reqwest::Url::parse(&endpoint.url)
+            .ok()
+            .and_then(|url| self.refused_destination(&url));
+        if let Some(reason) = refused {
+            // Not retried: the address will not become public.
+            return Ok(Attempt::Failed {
+                status_code: None,
+                error: reason,
+                retry_at: None,
+            });
+        }
         let secret = self.sealer.open(&endpoint.secret_sealed).map_err(|_| {
             StoreError::Damaged(format!("webhook endpoint {}: secret", endpoint.id))
         })?;
