@@ -13,21 +13,20 @@ then prints Markdown tables with the ratio face-service / ONNX Runtime.
 
     /var/tmp/onnxvenv/bin/python benches/compare_recognition.py   # onnxruntime, onnx, numpy
 """
-import json
 import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/face-service-target"))
 BATCHES = (1, 32)
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
+sys.path.insert(0, str(ROOT / "benches"))
+from criterion_results import median_ms, model_ms_per_item, run_one_thread  # noqa: E402
 import sface_onnx  # noqa: E402
 
 
@@ -49,20 +48,10 @@ def onnx_runtime_figures():
     return figures
 
 
-def criterion_median_ms(*parts):
-    estimates = TARGET / "criterion" / pathlib.Path(*parts) / "new" / "estimates.json"
-    return json.loads(estimates.read_text())["median"]["point_estimate"] / 1e6
-
-
 def face_service_figures():
-    env = dict(os.environ, CARGO_TARGET_DIR=str(TARGET), RAYON_NUM_THREADS="1",
-               FACE_SERVICE_BENCH_BATCHES=",".join(map(str, BATCHES)))
-    subprocess.run(["cargo", "bench", "--bench", "models", "--", "recognition/cpu"], cwd=ROOT,
-                   env=env, check=True, stdout=sys.stderr)
-    subprocess.run(["cargo", "bench", "--bench", "gallery"], cwd=ROOT, env=env, check=True,
-                   stdout=sys.stderr)
-    model = {b: criterion_median_ms("recognition_cpu", "per_frame_batch", str(b)) for b in BATCHES}
-    gallery = {n: criterion_median_ms("gallery", "search_top5", str(n))
+    model = model_ms_per_item("recognition", BATCHES)
+    run_one_thread("gallery")
+    gallery = {n: median_ms("gallery", "search_top5", str(n))
                for n in (10_000, 100_000, 1_000_000)}
     return model, gallery
 

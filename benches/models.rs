@@ -76,13 +76,23 @@ fn forward_and_read_back(models: &FaceModels, kind: ModelKind, input: Tensor<4>)
             // The forward pass reads its outputs back itself.
             std::hint::black_box(models.landmarker.forward(input));
         }
+        ModelKind::AntiSpoofing => {
+            // Both networks, as every judged face runs them.
+            let detector = models
+                .anti_spoofing
+                .as_ref()
+                .expect("loaded with anti-spoofing");
+            for network in &detector.networks {
+                std::hint::black_box(network.forward(input.clone()).into_data());
+            }
+        }
     }
 }
 
 fn forward_by_batch(c: &mut Criterion) {
     for (backend, device) in devices() {
         let models = FaceModels::load(device.clone(), &ModelOptions::default())
-            .and_then(|models| models.with_recognizer(&ModelOptions::default()))
+            .and_then(|models| models.with_identity_models(&ModelOptions::default()))
             .expect("weights");
         let refining = ModelOptions {
             refine_landmarks: true,
@@ -94,6 +104,7 @@ fn forward_by_batch(c: &mut Criterion) {
             (ModelKind::LandmarksWithAttention, &refined),
             (ModelKind::Detector, &models),
             (ModelKind::Recognition, &models),
+            (ModelKind::AntiSpoofing, &models),
         ] {
             let name = kind.description().name;
             let mut group = c.benchmark_group(format!("{name}/{backend}"));

@@ -31,7 +31,7 @@ async fn measure(store: StoreConfig) -> (f64, Duration, Duration) {
     };
     config.access.open_sessions = false;
     let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default())
-        .and_then(|models| models.with_recognizer(&ModelOptions::default()))
+        .and_then(|models| models.with_identity_models(&ModelOptions::default()))
         .unwrap();
     let running = server::start(config, models).await.unwrap();
     let client = running

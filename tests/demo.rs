@@ -386,6 +386,16 @@ async fn the_page_enrolls_a_name_and_signs_in_with_it() {
             .starts_with("Signed in as Ada Lovelace (confidence 0."),
         "{shown}"
     );
+    let spoof = browser
+        .evaluate("document.getElementById('spoof').textContent")
+        .await;
+    let score = verdict["anti_spoofing_score"].as_f64().unwrap();
+    assert!(score >= 0.5, "{verdict}");
+    assert_eq!(
+        spoof.as_str().unwrap(),
+        format!("Live face: anti-spoofing score {score:.2}"),
+        "{spoof}"
+    );
     let path = dir.join("demo-signed-in.png");
     browser.screenshot(&path).await;
     eprintln!("screenshot: {}", path.display());

@@ -119,6 +119,7 @@ fn run(models: &FaceModels, kind: ModelKind, images: &[RgbImage]) -> Outputs {
             unreachable!("no interpreter reference: its custom ops run only inside MediaPipe")
         }
         ModelKind::Recognition => unreachable!("checked against ONNX Runtime in recognition.rs"),
+        ModelKind::AntiSpoofing => unreachable!("checked against PyTorch in anti_spoofing.rs"),
     }
 }
 

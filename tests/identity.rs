@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use face_service::bench::footage::carphone_jpegs;
+use face_service::bench::footage::{carphone_frames, carphone_jpegs};
 use face_service::device::ComputeDevice;
 use face_service::models::{FaceModels, ModelOptions};
 use face_service::pipeline::recognition::FaceRecognition;
@@ -21,6 +21,7 @@ use common::rest::{Api, Auth, Backing, Engine, config, on_both_engines};
 on_both_engines!(
     an_enrolled_face_authenticates_and_only_as_its_own_user,
     a_face_that_changes_during_a_session_fails_it,
+    a_replay_on_a_phone_fails_as_a_spoof_though_it_blinks,
     other_people_are_never_authenticated,
     a_face_enrolled_under_one_client_is_never_matched_under_another,
     a_second_server_on_the_same_store_sees_the_enrollment_and_its_deletion,
@@ -28,6 +29,104 @@ on_both_engines!(
     reference_photos_are_checked_and_never_kept,
     webhooks_arrive_once_each_signed_through_failures_and_a_restart,
 );
+
+/// A server whose sessions skip the anti-spoofing check: the waved photos stand in for other
+/// live people in the matching tests, and a print's edges on a grey canvas would (rightly)
+/// fail them as spoofs first. The check itself is tested in `tests/anti_spoofing.rs` and below.
+fn matching_only(backing: &Backing) -> face_service::server::ServeConfig {
+    let mut config = config(backing);
+    config.identity.anti_spoofing_threshold = Some(0.0);
+    config
+}
+
+/// The carphone clip replayed on the phone of Silent-Face-Anti-Spoofing's screen sample
+/// (`tests/photos/silent_face_F2_screen.jpg`): each frame letterboxed onto the phone's
+/// portrait display, warped onto the screen as it lies in the photo, dimmed as a display
+/// shows it and under the screen's own glare (part of the photo's screen left over it).
+fn replayed_on_a_phone() -> Vec<Vec<u8>> {
+    // Decoded as frames are, so that its Exif orientation stands it upright.
+    let photo = face_service::frame::decode(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/photos/silent_face_F2_screen.jpg"
+        ))
+        .unwrap(),
+        face_service::frame::DEFAULT_MAX_SIDE,
+    )
+    .unwrap();
+    // The display, in its own pixels, and where its corners are in the photo.
+    let (width, height) = (330.0, 540.0);
+    let corners = [[138.0, 95.0], [463.0, 108.0], [400.0, 640.0], [78.0, 570.0]];
+    let (glare, brightness) = (0.3, 0.8);
+    carphone_frames()
+        .unwrap()
+        .iter()
+        .map(|frame| {
+            let shown = (width * 144.0 / 176.0) as u32;
+            let video = image::imageops::resize(
+                frame,
+                width as u32,
+                shown,
+                image::imageops::FilterType::Triangle,
+            );
+            let mut display = RgbImage::new(width as u32, height as u32);
+            image::imageops::overlay(
+                &mut display,
+                &video,
+                0,
+                i64::from((height as u32 - shown) / 2),
+            );
+            let mut out = photo.clone();
+            for (x, y, pixel) in out.enumerate_pixels_mut() {
+                let Some([u, v]) = onto_display(corners, [width, height], [x as f64, y as f64])
+                else {
+                    continue;
+                };
+                let shown =
+                    display.get_pixel(u.min(width - 1.0) as u32, v.min(height - 1.0) as u32);
+                for c in 0..3 {
+                    let value = brightness * f64::from(shown[c]) + glare * f64::from(pixel[c]);
+                    pixel[c] = value.min(255.0) as u8;
+                }
+            }
+            jpeg(&out, 90)
+        })
+        .collect()
+}
+
+/// Where frame pixel `point` falls on a display whose corners (top-left, top-right,
+/// bottom-right, bottom-left) lie at `corners` in the frame, in the display's pixels; `None`
+/// off the display. Inverts the bilinear map of the quadrilateral by Newton's method, which a
+/// screen's mild perspective needs only a few steps of.
+fn onto_display(
+    corners: [[f64; 2]; 4],
+    [width, height]: [f64; 2],
+    point: [f64; 2],
+) -> Option<[f64; 2]> {
+    let at = |s: f64, t: f64| {
+        let mut p = [0.0; 2];
+        for (axis, value) in p.iter_mut().enumerate() {
+            let top = corners[0][axis] * (1.0 - s) + corners[1][axis] * s;
+            let bottom = corners[3][axis] * (1.0 - s) + corners[2][axis] * s;
+            *value = top * (1.0 - t) + bottom * t;
+        }
+        p
+    };
+    let (mut s, mut t) = (0.5, 0.5);
+    for _ in 0..8 {
+        let p = at(s, t);
+        let (e, h) = (1e-4, [p[0] - point[0], p[1] - point[1]]);
+        let (ps, pt) = (at(s + e, t), at(s, t + e));
+        let j = [
+            [(ps[0] - p[0]) / e, (pt[0] - p[0]) / e],
+            [(ps[1] - p[1]) / e, (pt[1] - p[1]) / e],
+        ];
+        let det = j[0][0] * j[1][1] - j[0][1] * j[1][0];
+        s -= (j[1][1] * h[0] - j[0][1] * h[1]) / det;
+        t -= (j[0][0] * h[1] - j[1][0] * h[0]) / det;
+    }
+    ((0.0..1.0).contains(&s) && (0.0..1.0).contains(&t)).then_some([s * width, t * height])
+}
 
 /// Streams `frames` over the session's socket until its verdict; the verdict and the close.
 async fn run_session(api: &Api, token: &str, frames: &[Vec<u8>]) -> (Value, Option<u16>) {
@@ -45,7 +144,7 @@ fn live_face() -> Vec<Vec<u8>> {
 /// waved at the camera, `frames` frames of it.
 fn waved_photos(names: &[&str], frames: usize) -> Vec<Vec<Vec<u8>>> {
     let models = FaceModels::load(ComputeDevice::cpu(), &ModelOptions::default())
-        .and_then(|models| models.with_recognizer(&ModelOptions::default()))
+        .and_then(|models| models.with_identity_models(&ModelOptions::default()))
         .unwrap();
     let recognition = FaceRecognition::new(&models, 1);
     let photos = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/photos");
@@ -171,6 +270,10 @@ async fn an_enrolled_face_authenticates_and_only_as_its_own_user(engine: Engine)
     let stored = enrolled["templates_stored"].as_u64().unwrap();
     assert!((2..=5).contains(&stored), "{enrolled}");
     assert!(enrolled["quality_score"].as_f64().unwrap() > 0.3);
+    assert!(
+        enrolled["anti_spoofing_score"].as_f64().unwrap() >= 0.5,
+        "{enrolled}"
+    );
     // What the seed client trusts the result by, opened independently.
     let (plaintext, claims) = opened_by_a_seed_client(&a.api_key, &a.api_secret, &enrolled);
     assert_eq!(plaintext["id"], session["enrollment_id"]);
@@ -208,6 +311,10 @@ async fn an_enrolled_face_authenticates_and_only_as_its_own_user(engine: Engine)
     assert_eq!(verified["user_id"], "alice");
     let confidence = verified["confidence"].as_f64().unwrap();
     assert!(confidence > 0.6, "the same clip matches well: {confidence}");
+    assert!(
+        verified["anti_spoofing_score"].as_f64().unwrap() >= 0.5,
+        "{verified}"
+    );
     let (plaintext, claims) = opened_by_a_seed_client(&a.api_key, &a.api_secret, &verified);
     assert_eq!(plaintext["id"], "alice");
     assert_eq!(plaintext["session_type"], "authentication");
@@ -311,9 +418,57 @@ async fn a_face_that_changes_during_a_session_fails_it(engine: Engine) {
     api.stop().await;
 }
 
-async fn other_people_are_never_authenticated(engine: Engine) {
+async fn a_replay_on_a_phone_fails_as_a_spoof_though_it_blinks(engine: Engine) {
     let backing = Backing::new(engine).await;
     let api = Api::start(config(&backing)).await;
+    let a = api.client("A").await;
+    for user in ["alice", "bob"] {
+        api.user(&a.api_key, user).await;
+    }
+    let (enrolled, _) = enroll(&api, &a.api_key, "alice", &live_face()).await;
+    assert_eq!(enrolled["type"], "enrollment_complete", "{enrolled}");
+    let replay = replayed_on_a_phone();
+
+    let (verdict, close) = authenticate(&api, &a.api_key, Some("alice"), &replay).await;
+    assert_eq!(verdict["type"], "authentication_complete", "{verdict}");
+    assert_eq!(close, Some(1000));
+    // The replayed person blinks and moves: liveness by challenges passes.
+    assert_eq!(verdict["liveness_verified"], true, "{verdict}");
+    assert!(
+        verdict["blinks_detected"].as_u64().unwrap() >= 1,
+        "{verdict}"
+    );
+    assert_eq!(verdict["authenticated"], false, "{verdict}");
+    assert_eq!(verdict["reason"], "spoof_detected", "{verdict}");
+    let score = verdict["anti_spoofing_score"].as_f64().unwrap();
+    assert!(score < 0.5, "{verdict}");
+    eprintln!("the replay's anti-spoofing score: {score:.3}");
+    let token = verdict["session_token"].as_str().unwrap();
+    let ended = api.ended_session(&a.api_key, token).await;
+    assert_eq!(
+        ended["result"]["outcome"]["reason"], "spoof_detected",
+        "{ended}"
+    );
+    assert_eq!(
+        ended["result"]["outcome"]["anti_spoofing_score"],
+        verdict["anti_spoofing_score"]
+    );
+
+    // Nor can the replay enroll anyone.
+    let (failed, close) = enroll(&api, &a.api_key, "bob", &replay).await;
+    assert_eq!(failed["type"], "enrollment_failed", "{failed}");
+    assert_eq!(failed["error_code"], "SPOOF_DETECTED", "{failed}");
+    assert_eq!(close, Some(4001));
+    let (_, bob) = api
+        .get("/api/clients/users/bob/", Auth::Key(&a.api_key))
+        .await;
+    assert_eq!(bob["is_enrolled"], false, "{bob}");
+    api.stop().await;
+}
+
+async fn other_people_are_never_authenticated(engine: Engine) {
+    let backing = Backing::new(engine).await;
+    let api = Api::start(matching_only(&backing)).await;
     let a = api.client("A").await;
     api.user(&a.api_key, "alice").await;
     let (enrolled, _) = enroll(&api, &a.api_key, "alice", &live_face()).await;
@@ -463,7 +618,7 @@ async fn identification_over_several_users_picks_the_right_one_and_refuses_stran
     engine: Engine,
 ) {
     let backing = Backing::new(engine).await;
-    let api = Api::start(config(&backing)).await;
+    let api = Api::start(matching_only(&backing)).await;
     let a = api.client("A").await;
     // Users migrated from another system: a reference photo each, allowed to match until a
     // live enrollment exists. And one enrolled live.

@@ -311,6 +311,7 @@ fn the_engine_gives_templates_to_the_frames_that_want_them() {
                     session: session as u64,
                     received: std::time::Instant::now(),
                     wants_template,
+                    wants_spoof_score: false,
                 })
             })
             .collect();

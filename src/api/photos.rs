@@ -150,6 +150,8 @@ pub async fn upload(
         session: state.next_job.fetch_add(1, Ordering::Relaxed),
         received: Instant::now(),
         wants_template: true,
+        // A reference photo is a photo (often of a document): there is nothing live to judge.
+        wants_spoof_score: false,
     });
     let reply = reply.await.map_err(|_| refused(FrameRefusal::Overloaded))?;
     let analysis = FrameRefusal::of_outcome(reply.outcome).map_err(refused)?;

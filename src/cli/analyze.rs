@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::cli::{AnyError, ModelArgs};
 use crate::frame;
 use crate::overlay::draw_faces;
+use crate::pipeline::anti_spoofing::SpoofCheck;
 use crate::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 
@@ -27,6 +28,10 @@ pub struct AnalyzeArgs {
     /// `-N` is added before the extension).
     #[arg(long)]
     pub overlay: Option<PathBuf>,
+    /// Judge each face with the anti-spoofing networks: adds its `anti_spoofing_score` (0
+    /// spoof .. 1 real) and `real` (the score against the model's threshold).
+    #[arg(long)]
+    pub anti_spoofing: bool,
     /// The images (JPEG or PNG).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -35,7 +40,15 @@ pub struct AnalyzeArgs {
 /// Prints one JSON line per image; an image that cannot be read gets a line with its error,
 /// and the command fails at the end if any did.
 pub fn run(args: AnalyzeArgs, models: &ModelArgs) -> Result<(), AnyError> {
-    let models = &models.load()?;
+    let models = &if args.anti_spoofing {
+        models.load()?.with_anti_spoofing(&models.options())?
+    } else {
+        models.load()?
+    };
+    let spoof_check = models
+        .anti_spoofing
+        .as_ref()
+        .map(|detector| SpoofCheck::new(detector, &models.device, None));
     let mode = if args.video {
         TrackingMode::Video
     } else {
@@ -65,14 +78,27 @@ pub fn run(args: AnalyzeArgs, models: &ModelArgs) -> Result<(), AnyError> {
             }
         };
         let faces = tracker.process(&mesh, &frame)?;
+        let spoof_scores = match &spoof_check {
+            Some(check) => {
+                let boxes: Vec<_> = faces.iter().map(|f| (&frame, f.bounding_box())).collect();
+                check.scores(&boxes)?.into_iter().map(Some).collect()
+            }
+            None => vec![None; faces.len()],
+        };
         let described: Vec<_> = faces
             .iter()
-            .map(|face| {
-                json!({
+            .zip(spoof_scores)
+            .map(|(face, spoof_score)| {
+                let mut described = json!({
                     "score": face.presence,
                     "bbox": face.bounding_box(),
                     "landmarks": face.points,
-                })
+                });
+                if let (Some(score), Some(check)) = (spoof_score, &spoof_check) {
+                    described["anti_spoofing_score"] = json!(score);
+                    described["real"] = json!(score >= check.real_threshold());
+                }
+                described
             })
             .collect();
         println!(

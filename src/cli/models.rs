@@ -7,15 +7,16 @@ use crate::tflite::TfliteModel;
 /// Prints each model's input, weight file and parameters, and the device.
 pub fn run(args: &ModelArgs) -> Result<(), AnyError> {
     let options = args.options();
-    let models = args.load()?.with_recognizer(&options)?;
+    let models = args.load()?.with_identity_models(&options)?;
     println!("device: {}", models.device.backend);
     for kind in ModelKind::ALL {
         let description = kind.description();
         let file = WeightFile::load(kind, &options.weights, options.verify_checksum)?;
-        // The recognition model's batch normalisations are folded into its layers at load,
-        // so it holds fewer parameters than its file.
+        // The recognition and anti-spoofing models' batch normalisations are folded into their
+        // layers at load, so they hold fewer parameters than their files.
         let in_file = match kind {
             ModelKind::Recognition => "an ONNX graph".to_owned(),
+            ModelKind::AntiSpoofing => "two PyTorch state dicts".to_owned(),
             _ => format!(
                 "{} weights",
                 TfliteModel::parse(&file.bytes)?.float_constant_count()

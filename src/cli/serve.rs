@@ -4,7 +4,7 @@ use crate::cli::{AnyError, ModelArgs};
 use crate::server::{self, ServeConfig};
 
 pub fn run(config: ServeConfig, models: &ModelArgs) -> Result<(), AnyError> {
-    let models = models.load()?.with_recognizer(&models.options())?;
+    let models = models.load()?.with_identity_models(&models.options())?;
     // Frames are decoded on tokio's blocking pool. Decoding is CPU-bound, so more threads than
     // twice the cores only add memory under a flood of frames; tokio's default would allow 512.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -131,6 +131,9 @@ pub struct FrameJob {
     /// engine must have been started with the recognition model; without it the frame gets
     /// none.
     pub wants_template: bool,
+    /// Whether the frame's first face needs an anti-spoofing score; likewise only with the
+    /// anti-spoofing model.
+    pub wants_spoof_score: bool,
 }
 
 /// The engine's answer to a frame: the stream's state back, and what became of the frame.
@@ -160,6 +163,8 @@ pub struct Analysis {
     pub first_face: Option<FaceMeasures>,
     /// The first face's template, where the job wanted one and there is a face.
     pub template: Option<Result<Template, FaceProblem>>,
+    /// The first face's anti-spoofing score (0 spoof .. 1 real), where the job wanted one.
+    pub spoof_score: Option<f32>,
     /// From entering the queue to the start of the run that computed it.
     pub queue_wait: Duration,
     /// That run: the whole batch on a GPU, this frame on the CPU.

@@ -2,7 +2,8 @@
 //! where a stream has lost its face, then the landmark model on every tracked region; see
 //! `pipeline::tracker`), then the measures of each frame's first face, taken while its pixels
 //! are at hand, then the templates of the first faces of the frames that want one: aligned
-//! and run through the recognition model as one batch of their own, after the mesh's.
+//! and run through the recognition model as one batch of their own, after the mesh's; and the
+//! anti-spoofing scores of the first faces of the frames that want one, likewise.
 
 use image::RgbImage;
 
@@ -11,6 +12,7 @@ use crate::liveness::quality::{self, Quality, QualityRules};
 use crate::matching::Template;
 use crate::models::FaceModels;
 use crate::models::input::InputError;
+use crate::pipeline::anti_spoofing::SpoofCheck;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
 use crate::pipeline::recognition::{FaceProblem, Recognition};
 use crate::pipeline::tracker::{FaceTracker, process_batch};
@@ -28,14 +30,17 @@ pub struct FrameFaces {
     pub faces: Vec<FaceLandmarks>,
     pub first_face: Option<FaceMeasures>,
     pub template: Option<Result<Template, FaceProblem>>,
+    /// The first face's anti-spoofing score (0 spoof .. 1 real).
+    pub spoof_score: Option<f32>,
 }
 
 /// One frame of one stream, for the stages: its tracker, its pixels, whether its first face
-/// needs a template.
+/// needs a template and an anti-spoofing score.
 pub struct StageInput<'a> {
     pub tracker: &'a mut FaceTracker,
     pub frame: &'a RgbImage,
     pub wants_template: bool,
+    pub wants_spoof_score: bool,
 }
 
 /// The stages, built once per worker.
@@ -43,6 +48,8 @@ pub struct Stages<'m> {
     mesh: FaceMesh<'m>,
     /// Present when the engine runs with the recognition model.
     recognition: Option<Recognition<'m>>,
+    /// Present when the engine runs with the anti-spoofing model.
+    spoof_check: Option<SpoofCheck<'m>>,
 }
 
 impl<'m> Stages<'m> {
@@ -52,6 +59,9 @@ impl<'m> Stages<'m> {
             recognition: models.recognizer.as_ref().map(|recognizer| {
                 Recognition::new(recognizer, &models.device, options.padded_batches_up_to)
             }),
+            spoof_check: models.anti_spoofing.as_ref().map(|detector| {
+                SpoofCheck::new(detector, &models.device, options.padded_batches_up_to)
+            }),
         }
     }
 
@@ -59,8 +69,11 @@ impl<'m> Stages<'m> {
     /// the CPU).
     pub fn warm_up(&self) -> Result<(), InputError> {
         self.mesh.warm_up()?;
-        match &self.recognition {
-            Some(recognition) => recognition.warm_up(),
+        if let Some(recognition) = &self.recognition {
+            recognition.warm_up()?;
+        }
+        match &self.spoof_check {
+            Some(spoof_check) => spoof_check.warm_up(),
             None => Ok(()),
         }
     }
@@ -79,18 +92,55 @@ impl<'m> Stages<'m> {
         let faces = process_batch(&self.mesh, &mut streams)?;
         drop(streams);
         let templates = self.templates(inputs, &faces)?;
+        let first_faces: Vec<Option<FaceMeasures>> = faces
+            .iter()
+            .zip(inputs.iter())
+            .map(|(faces, input)| {
+                faces
+                    .first()
+                    .map(|face| measure(input.frame, face, faces.len()))
+            })
+            .collect();
+        let spoof_scores = self.spoof_scores(inputs, &first_faces)?;
         Ok(faces
             .into_iter()
-            .zip(inputs.iter())
-            .zip(templates)
-            .map(|((faces, input), template)| FrameFaces {
-                first_face: faces
-                    .first()
-                    .map(|face| measure(input.frame, face, faces.len())),
-                template,
-                faces,
-            })
+            .zip(first_faces)
+            .zip(templates.into_iter().zip(spoof_scores))
+            .map(
+                |((faces, first_face), (template, spoof_score))| FrameFaces {
+                    first_face,
+                    template,
+                    spoof_score,
+                    faces,
+                },
+            )
             .collect())
+    }
+
+    /// Per frame, its first face's anti-spoofing score where it wants one and has a face, the
+    /// wanted ones run as one batch.
+    fn spoof_scores(
+        &self,
+        inputs: &[StageInput<'_>],
+        first_faces: &[Option<FaceMeasures>],
+    ) -> Result<Vec<Option<f32>>, InputError> {
+        let mut per_frame = vec![None; inputs.len()];
+        let Some(spoof_check) = &self.spoof_check else {
+            return Ok(per_frame);
+        };
+        let (frames, wanted): (Vec<usize>, Vec<(&RgbImage, [f32; 4])>) = inputs
+            .iter()
+            .zip(first_faces)
+            .enumerate()
+            .filter(|(_, (input, _))| input.wants_spoof_score)
+            .filter_map(|(index, (input, face))| {
+                Some((index, (input.frame, face.as_ref()?.face_box)))
+            })
+            .unzip();
+        for (index, score) in frames.into_iter().zip(spoof_check.scores(&wanted)?) {
+            per_frame[index] = Some(score);
+        }
+        Ok(per_frame)
     }
 
     /// Per frame, its first face's template where it wants one and has a face, the wanted

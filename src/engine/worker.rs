@@ -189,6 +189,7 @@ struct Ready {
     frame: RgbImage,
     tracker: FaceTracker,
     wants_template: bool,
+    wants_spoof_score: bool,
     reply: oneshot::Sender<Reply>,
     queue_wait: Duration,
 }
@@ -229,6 +230,7 @@ fn run_frames(
                 frame,
                 tracker,
                 wants_template: job.wants_template,
+                wants_spoof_score: job.wants_spoof_score,
                 reply,
                 queue_wait,
             }),
@@ -241,6 +243,7 @@ fn run_frames(
             tracker: &mut ready.tracker,
             frame: &ready.frame,
             wants_template: ready.wants_template,
+            wants_spoof_score: ready.wants_spoof_score,
         })
         .collect();
     // A panic inside the models or the measures must cost these frames, not the device
@@ -263,6 +266,7 @@ fn run_frames(
                     faces: found.faces,
                     first_face: found.first_face,
                     template: found.template,
+                    spoof_score: found.spoof_score,
                     queue_wait,
                     inference,
                     batch_size,

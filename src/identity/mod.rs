@@ -2,7 +2,8 @@
 //! enrollment stores its user's templates unless the face is another user's already; an
 //! authentication matches the session's face against its tenant's gallery only, for the user
 //! it names (verification) or for any (identification). Either fails if the face changed
-//! during the session (`session_faces`).
+//! during the session (`session_faces`), or if the anti-spoofing networks judged it a photo or
+//! a screen (`spoof_scores`).
 //!
 //! Scores are cosine similarities of SFace templates (-1 to 1; the model's same-person
 //! threshold is 0.363) between the session's face, the mean of its templates, and a user's
@@ -11,6 +12,7 @@
 pub mod galleries;
 pub mod results;
 pub mod session_faces;
+pub mod spoof_scores;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::tenants::sealing::{MasterKey, Sealer};
 use galleries::Galleries;
 use results::{ResultClaims, SealedResult};
 use session_faces::SessionFaces;
+use spoof_scores::SpoofScores;
 
 use crate::webhooks::Webhooks;
 
@@ -61,6 +64,11 @@ pub struct IdentityConfig {
     /// and a motion event). A session's `metadata.challenges: true` asks it of one session.
     #[arg(long, env = "FACE_SERVICE_ENROLLMENT_CHALLENGES")]
     pub enrollment_challenges: bool,
+    /// Anti-spoofing score (0 spoof .. 1 real; the mean over the frames judged) below which
+    /// a session fails as `spoof_detected`. Default: the model description's, 0.5. 0 turns the
+    /// check off.
+    #[arg(long, env = "FACE_SERVICE_ANTI_SPOOFING_THRESHOLD")]
+    pub anti_spoofing_threshold: Option<f32>,
 }
 
 impl Default for IdentityConfig {
@@ -72,6 +80,7 @@ impl Default for IdentityConfig {
             templates_per_enrollment: 5,
             templates_per_user: 10,
             enrollment_challenges: false,
+            anti_spoofing_threshold: None,
         }
     }
 }
@@ -226,6 +235,11 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conclusion {
     pub decision: Decision,
+    /// The session's anti-spoofing score (0 spoof .. 1 real), where a frame was judged.
+    pub anti_spoofing_score: Option<f32>,
+    /// The decision and the score as the session stores them, the webhook sends them and
+    /// the result token carries them.
+    pub outcome: Value,
     /// The seed's `encrypted_data`, for a success of a client whose result key is kept.
     pub encrypted_data: Option<Value>,
     pub result_token: Option<String>,
@@ -242,6 +256,8 @@ pub struct Identity {
     templates_per_enrollment: usize,
     templates_per_user: usize,
     enrollment_challenges: bool,
+    /// Anti-spoofing scores below this fail the session.
+    real_threshold: f32,
 }
 
 impl Identity {
@@ -273,6 +289,13 @@ impl Identity {
             templates_per_enrollment: config.templates_per_enrollment.max(1),
             templates_per_user: config.templates_per_user.max(1),
             enrollment_challenges: config.enrollment_challenges,
+            real_threshold: config.anti_spoofing_threshold.unwrap_or_else(|| {
+                crate::models::ModelKind::AntiSpoofing
+                    .description()
+                    .anti_spoofing
+                    .expect("the anti-spoofing description has its options")
+                    .real_threshold
+            }),
         })
     }
 
@@ -292,8 +315,14 @@ impl Identity {
 
     /// The session's decision, once its liveness check has passed or its face changed, with
     /// the store changed accordingly.
-    pub async fn conclude(&self, request: &IdentityRequest, faces: &SessionFaces) -> Conclusion {
-        let decision = match self.decide(request, faces).await {
+    pub async fn conclude(
+        &self,
+        request: &IdentityRequest,
+        faces: &SessionFaces,
+        spoof: &SpoofScores,
+    ) -> Conclusion {
+        let anti_spoofing_score = spoof.mean();
+        let decision = match self.decide(request, faces, anti_spoofing_score).await {
             Ok(decision) => decision,
             Err(error) => {
                 tracing::error!(%error, "the identity step failed");
@@ -316,13 +345,21 @@ impl Identity {
         {
             tracing::error!(%error, "marking the enrollment failed");
         }
-        tracing::info!(outcome = %decision.outcome(), "identity decided");
-        self.tell_the_tenant(request, &decision).await;
-        self.sign(request, decision).await
+        let mut outcome = decision.outcome();
+        outcome["anti_spoofing_score"] = json!(anti_spoofing_score);
+        tracing::info!(%outcome, frames_judged = spoof.count(), "identity decided");
+        self.tell_the_tenant(request, &decision, &outcome).await;
+        self.sign(request, decision, anti_spoofing_score, outcome)
+            .await
     }
 
     /// The decision's webhook event, for the tenant's endpoints that subscribed to it.
-    async fn tell_the_tenant(&self, request: &IdentityRequest, decision: &Decision) {
+    async fn tell_the_tenant(
+        &self,
+        request: &IdentityRequest,
+        decision: &Decision,
+        outcome: &Value,
+    ) {
         let event = match decision {
             Decision::Enrolled { .. } => "enrollment.completed",
             Decision::Authenticated { .. } => "authentication.success",
@@ -333,7 +370,7 @@ impl Identity {
             Purpose::Verification { user } => Some(user.as_str()),
             _ => None,
         };
-        let mut data = decision.outcome();
+        let mut data = outcome.clone();
         data["session_token"] = json!(request.session_token);
         if event != "enrollment.completed" {
             data["claimed_user_id"] = json!(claimed_user);
@@ -345,6 +382,7 @@ impl Identity {
         &self,
         request: &IdentityRequest,
         faces: &SessionFaces,
+        anti_spoofing_score: Option<f32>,
     ) -> StoreResult<Decision> {
         let enrolling = matches!(request.purpose, Purpose::Enrollment { .. });
         if let Some(changed) = faces.changed() {
@@ -359,6 +397,14 @@ impl Identity {
                 }
             } else {
                 Decision::not_authenticated("face_changed", message, None)
+            });
+        }
+        if anti_spoofing_score.is_some_and(|score| score < self.real_threshold) {
+            let message = "The face looks like a photo or a screen, not a live person";
+            return Ok(if enrolling {
+                Decision::enrollment_failed("spoof_detected", "SPOOF_DETECTED", message)
+            } else {
+                Decision::not_authenticated("spoof_detected", message, None)
             });
         }
         let Some(face) = faces.face() else {
@@ -545,7 +591,13 @@ impl Identity {
     }
 
     /// Adds the seed's `encrypted_data` (to a success) and the signed result token.
-    async fn sign(&self, request: &IdentityRequest, decision: Decision) -> Conclusion {
+    async fn sign(
+        &self,
+        request: &IdentityRequest,
+        decision: Decision,
+        anti_spoofing_score: Option<f32>,
+        outcome: Value,
+    ) -> Conclusion {
         let keys = match self.tenants.result_keys(&request.client_id).await {
             Ok(keys) => keys,
             Err(error) => {
@@ -556,6 +608,8 @@ impl Identity {
         let Some(keys) = keys else {
             return Conclusion {
                 decision,
+                anti_spoofing_score,
+                outcome,
                 encrypted_data: None,
                 result_token: None,
             };
@@ -586,7 +640,6 @@ impl Identity {
             )),
             _ => None,
         };
-        let outcome = decision.outcome();
         let result_token = results::result_token(
             &ResultClaims {
                 iss: "face-service",
@@ -601,6 +654,8 @@ impl Identity {
         );
         Conclusion {
             decision,
+            anti_spoofing_score,
+            outcome,
             encrypted_data,
             result_token: Some(result_token),
         }

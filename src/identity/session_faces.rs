@@ -78,14 +78,7 @@ impl SessionFaces {
         self.taken += 1;
         self.frames_to_next = self.spacing - 1;
         self.held.push((template, quality_score));
-        if self.held.len() == MAX_HELD {
-            let mut index = 0;
-            self.held.retain(|_| {
-                index += 1;
-                index % 2 == 1
-            });
-            self.spacing *= 2;
-        }
+        thin_out(&mut self.held, MAX_HELD, &mut self.spacing);
         Ok(())
     }
 
@@ -127,6 +120,21 @@ impl SessionFaces {
         }
         self.held.iter().map(|(_, q)| q).sum::<f32>() / self.held.len() as f32
     }
+}
+
+/// Keeps what a session holds spread over all of it, however long it runs: once `held`
+/// reaches `max`, every other item goes (the first stays) and the `spacing` between new ones
+/// doubles.
+pub(super) fn thin_out<T>(held: &mut Vec<T>, max: usize, spacing: &mut usize) {
+    if held.len() < max {
+        return;
+    }
+    let mut index = 0;
+    held.retain(|_| {
+        index += 1;
+        index % 2 == 1
+    });
+    *spacing *= 2;
 }
 
 #[cfg(test)]

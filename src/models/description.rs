@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-/// Which of MediaPipe's face models.
+/// Which of the face models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModelKind {
     Detector,
@@ -12,14 +12,17 @@ pub enum ModelKind {
     LandmarksWithAttention,
     /// OpenCV Zoo's SFace: face templates for recognition.
     Recognition,
+    /// Minivision's two MiniFASNets: a live face or a presentation attack.
+    AntiSpoofing,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [
+    pub const ALL: [ModelKind; 5] = [
         ModelKind::Detector,
         ModelKind::Landmarks,
         ModelKind::LandmarksWithAttention,
         ModelKind::Recognition,
+        ModelKind::AntiSpoofing,
     ];
 
     /// The description shipped in `models/`, parsed. The files are part of the build, so a
@@ -32,6 +35,7 @@ impl ModelKind {
                 include_str!("../../models/face_landmark_with_attention.toml")
             }
             ModelKind::Recognition => include_str!("../../models/face_recognition_sface.toml"),
+            ModelKind::AntiSpoofing => include_str!("../../models/anti_spoofing_minifasnet.toml"),
         };
         toml::from_str(text).expect("models/*.toml is valid (checked by tests)")
     }
@@ -48,6 +52,9 @@ impl ModelKind {
             }
             ModelKind::Recognition => {
                 include_bytes!("../../weights/face_recognition_sface_2021dec_int8bq.onnx")
+            }
+            ModelKind::AntiSpoofing => {
+                include_bytes!("../../weights/anti_spoofing_minifasnet.safetensors")
             }
         }
     }
@@ -78,6 +85,7 @@ pub struct ModelDescription {
     pub landmarks: Option<LandmarkOptions>,
     pub matching: Option<MatchingOptions>,
     pub alignment: Option<AlignmentOptions>,
+    pub anti_spoofing: Option<AntiSpoofingOptions>,
 }
 
 impl ModelDescription {
@@ -190,6 +198,30 @@ pub struct AlignmentOptions {
     pub points: [[f32; 2]; 5],
 }
 
+/// How the anti-spoofing networks are fed and their answers read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiSpoofingOptions {
+    /// The class of a live face.
+    pub real_class: usize,
+    pub batch_norm_epsilon: f64,
+    /// The networks' mean probability of `real_class` from which a face counts as real.
+    pub real_threshold: f32,
+    pub networks: Vec<SpoofNetworkDescription>,
+}
+
+/// One of the anti-spoofing networks: its tensors' prefix in the weight file, the checkpoint
+/// they come from, and how much of the frame around the face it sees.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoofNetworkDescription {
+    pub name: String,
+    pub source: String,
+    pub source_sha256: String,
+    /// The face box scaled by this about its centre is the network's crop.
+    pub box_scale: f32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,10 +231,10 @@ mod tests {
         for kind in ModelKind::ALL {
             let description = kind.description();
             assert_eq!(ModelKind::from_name(&description.name), Some(kind));
-            let format = if kind == ModelKind::Recognition {
-                ".onnx"
-            } else {
-                ".tflite"
+            let format = match kind {
+                ModelKind::Recognition => ".onnx",
+                ModelKind::AntiSpoofing => ".safetensors",
+                _ => ".tflite",
             };
             assert!(description.weights.ends_with(format));
             assert_eq!(description.sha256.len(), 64);

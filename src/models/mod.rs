@@ -1,9 +1,11 @@
 //! The face networks as burn modules, built from their published weight files: MediaPipe's
-//! detector and landmark models, and SFace for recognition.
+//! detector and landmark models, SFace for recognition, and MiniFASNet for anti-spoofing.
 
+pub mod anti_spoofing;
 pub mod attention;
 pub mod description;
 pub mod detector;
+pub mod folding;
 pub mod fused;
 pub mod head;
 pub mod input;
@@ -15,6 +17,7 @@ pub mod weights;
 use burn::module::Module;
 use burn::tensor::{Tensor, Transaction};
 
+pub use anti_spoofing::SpoofDetector;
 pub use attention::FaceLandmarkerWithAttention;
 pub use description::{ModelDescription, ModelKind};
 pub use detector::{DetectorOutput, FaceDetector};
@@ -73,14 +76,16 @@ impl Landmarker {
     }
 }
 
-/// The detector and the landmark model, and the recognition model where templates are
-/// wanted, loaded once onto one device. A clone shares the loaded weights.
+/// The detector and the landmark model, and the recognition and anti-spoofing models where
+/// sessions have an identity step, loaded once onto one device. A clone shares the loaded
+/// weights.
 #[derive(Debug, Clone)]
 pub struct FaceModels {
     pub device: ComputeDevice,
     pub detector: FaceDetector,
     pub landmarker: Landmarker,
     pub recognizer: Option<FaceRecognizer>,
+    pub anti_spoofing: Option<SpoofDetector>,
 }
 
 impl FaceModels {
@@ -103,6 +108,7 @@ impl FaceModels {
             detector,
             landmarker,
             recognizer: None,
+            anti_spoofing: None,
         })
     }
 
@@ -115,6 +121,26 @@ impl FaceModels {
         })
     }
 
+    /// The same models with the anti-spoofing networks loaded beside them.
+    pub fn with_anti_spoofing(self, options: &ModelOptions) -> Result<Self, WeightError> {
+        let file = WeightFile::load(
+            ModelKind::AntiSpoofing,
+            &options.weights,
+            options.verify_checksum,
+        )?;
+        let anti_spoofing = SpoofDetector::load(&file, &self.device.device)?;
+        Ok(Self {
+            anti_spoofing: Some(anti_spoofing),
+            ..self
+        })
+    }
+
+    /// The same models with the recognition and anti-spoofing models beside them: what a
+    /// server's identity step runs.
+    pub fn with_identity_models(self, options: &ModelOptions) -> Result<Self, WeightError> {
+        self.with_recognizer(options)?.with_anti_spoofing(options)
+    }
+
     /// Parameters of the loaded burn module for `kind`, or None for a model not loaded (the
     /// other landmark model, or the recognition model when templates are not wanted).
     pub fn parameter_count(&self, kind: ModelKind) -> Option<usize> {
@@ -125,6 +151,7 @@ impl FaceModels {
                 Some(model.num_params())
             }
             (ModelKind::Recognition, _) => self.recognizer.as_ref().map(Module::num_params),
+            (ModelKind::AntiSpoofing, _) => self.anti_spoofing.as_ref().map(Module::num_params),
             _ => None,
         }
     }

@@ -12,13 +12,14 @@
 //! into the layer beside it, as ONNX Runtime's graph optimiser does. What runs is convolutions,
 //! PReLUs and one linear layer.
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PRelu, PaddingConfig2d};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use onnx_ir::node::padding::PaddingConfig2d as OnnxPadding;
 
 use crate::models::description::ModelKind;
+use crate::models::folding::{self, Normalisation, Sliding};
 use crate::models::weights::{WeightError, WeightFile};
 use crate::onnx::{self, Argument, Node};
 
@@ -78,7 +79,7 @@ impl FaceRecognizer {
                 match next("a Conv or the final BatchNormalization")? {
                     Node::Conv2d(conv) => {
                         let norm = match next("the Conv's BatchNormalization")? {
-                            Node::BatchNormalization(bn) => Normalisation::read(&bn.inputs, bn)?,
+                            Node::BatchNormalization(bn) => normalisation_of(&bn.inputs, bn)?,
                             other => return Err(unexpected(other, "BatchNormalization")),
                         };
                         let prelu = match next("the Conv's PRelu")? {
@@ -87,10 +88,10 @@ impl FaceRecognizer {
                         };
                         layers.push(ConvolutionUnit {
                             conv: folded_conv(conv, &norm, device)?,
-                            prelu: prelu_of(prelu, device),
+                            prelu: folding::prelu(prelu, device),
                         });
                     }
-                    Node::BatchNormalization(bn) => break Normalisation::read(&bn.inputs, bn)?,
+                    Node::BatchNormalization(bn) => break normalisation_of(&bn.inputs, bn)?,
                     other => return Err(unexpected(other, "Conv or BatchNormalization")),
                 }
             };
@@ -102,7 +103,7 @@ impl FaceRecognizer {
                 other => return Err(unexpected(other, "Linear (Gemm, transB = 1)")),
             };
             let output_norm = match next("the template's BatchNormalization")? {
-                Node::BatchNormalization(bn) => Normalisation::read(&bn.inputs, bn)?,
+                Node::BatchNormalization(bn) => normalisation_of(&bn.inputs, bn)?,
                 other => return Err(unexpected(other, "BatchNormalization")),
             };
             if let Some(extra) = nodes.next() {
@@ -156,51 +157,26 @@ fn scalar(argument: &Argument) -> Result<f32, String> {
     }
 }
 
-/// Inference-time batch normalisation as a per-channel `x * scale + shift`.
-struct Normalisation {
-    scale: Vec<f64>,
-    shift: Vec<f64>,
-}
-
-impl Normalisation {
-    fn read(
-        inputs: &[Argument],
-        node: &onnx_ir::node::batch_norm::BatchNormalizationNode,
-    ) -> Result<Self, String> {
-        let epsilon = match &node.config {
-            onnx_ir::node::batch_norm::BatchNormConfig::Static(config) => config.epsilon,
-            onnx_ir::node::batch_norm::BatchNormConfig::Runtime(_) => {
-                return Err(format!("`{}` has non-constant statistics", node.name));
-            }
-        };
-        let [gamma, beta, mean, variance] = [1, 2, 3, 4].map(|i| {
-            inputs
-                .get(i)
-                .ok_or_else(|| format!("`{}` lacks input {i}", node.name))
-                .and_then(values)
-                .map(|(v, _)| v)
-        });
-        let (gamma, beta, mean, variance) = (gamma?, beta?, mean?, variance?);
-        let channels = gamma.len();
-        if [&beta, &mean, &variance]
-            .iter()
-            .any(|v| v.len() != channels)
-        {
-            return Err(format!(
-                "`{}` has statistics of different lengths",
-                node.name
-            ));
+/// A BatchNormalization node's statistics as a per-channel `x * scale + shift`.
+fn normalisation_of(
+    inputs: &[Argument],
+    node: &onnx_ir::node::batch_norm::BatchNormalizationNode,
+) -> Result<Normalisation, String> {
+    let epsilon = match &node.config {
+        onnx_ir::node::batch_norm::BatchNormConfig::Static(config) => config.epsilon,
+        onnx_ir::node::batch_norm::BatchNormConfig::Runtime(_) => {
+            return Err(format!("`{}` has non-constant statistics", node.name));
         }
-        let scale: Vec<f64> = gamma
-            .iter()
-            .zip(&variance)
-            .map(|(&g, &v)| f64::from(g) / (f64::from(v) + epsilon).sqrt())
-            .collect();
-        let shift = (0..channels)
-            .map(|c| f64::from(beta[c]) - f64::from(mean[c]) * scale[c])
-            .collect();
-        Ok(Self { scale, shift })
-    }
+    };
+    let [gamma, beta, mean, variance] = [1, 2, 3, 4].map(|i| {
+        inputs
+            .get(i)
+            .ok_or_else(|| format!("`{}` lacks input {i}", node.name))
+            .and_then(values)
+            .map(|(v, _)| v)
+    });
+    Normalisation::from_statistics(&gamma?, &beta?, &mean?, &variance?, epsilon)
+        .map_err(|reason| format!("`{}` has {reason}", node.name))
 }
 
 /// The convolution of `node` with `norm` applied to its output folded into its weights.
@@ -211,60 +187,24 @@ fn folded_conv(
 ) -> Result<Conv2d, String> {
     let config = &node.config;
     let (weights, shape) = values(&node.inputs[1])?;
-    let [outputs, per_group, kernel_h, kernel_w] = <[usize; 4]>::try_from(shape.as_slice())
-        .map_err(|_| format!("`{}` has a kernel of shape {shape:?}", node.name))?;
-    if norm.scale.len() != outputs {
-        return Err(format!(
-            "`{}` has {outputs} outputs but its normalisation {}",
-            node.name,
-            norm.scale.len()
-        ));
-    }
     let bias = match node.inputs.get(2) {
-        Some(bias) if bias.value().is_some() => values(bias)?.0,
-        _ => vec![0.0; outputs],
+        Some(bias) if bias.value().is_some() => Some(values(bias)?.0),
+        _ => None,
     };
-    let taps = per_group * kernel_h * kernel_w;
-    let weight: Vec<f32> = weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| (f64::from(w) * norm.scale[i / taps]) as f32)
-        .collect();
-    let bias: Vec<f32> = (0..outputs)
-        .map(|o| (f64::from(bias[o]) * norm.scale[o] + norm.shift[o]) as f32)
-        .collect();
     let padding = match config.padding {
         OnnxPadding::Valid => PaddingConfig2d::Valid,
         OnnxPadding::Explicit(top, left, bottom, right) => {
             PaddingConfig2d::Explicit(top, left, bottom, right)
         }
     };
-    Ok(Conv2d {
-        weight: Param::from_tensor(Tensor::from_data(
-            TensorData::new(weight, [outputs, per_group, kernel_h, kernel_w]),
-            device,
-        )),
-        bias: Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(bias, [outputs]),
-            device,
-        ))),
+    let sliding = Sliding {
         stride: config.stride,
-        kernel_size: config.kernel_size,
-        dilation: config.dilation,
-        groups: config.groups,
         padding,
-    })
-}
-
-fn prelu_of(slopes: Vec<f32>, device: &Device) -> PRelu {
-    let channels = slopes.len();
-    PRelu {
-        alpha: Param::from_tensor(Tensor::from_data(
-            TensorData::new(slopes, [channels]),
-            device,
-        )),
-        alpha_value: 0.0,
-    }
+        groups: config.groups,
+        dilation: config.dilation,
+    };
+    folding::folded_conv(&weights, &shape, bias.as_deref(), norm, sliding, device)
+        .map_err(|reason| format!("`{}` has {reason}", node.name))
 }
 
 /// The fully connected layer with the normalisation of its input (per channel of the
@@ -304,16 +244,12 @@ fn folded_linear(
         }
         folded_bias.push((sum * after.scale[o] + after.shift[o]) as f32);
     }
-    Ok(Linear {
-        weight: Param::from_tensor(Tensor::from_data(
-            TensorData::new(folded, [features, outputs]),
-            device,
-        )),
-        bias: Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(folded_bias, [outputs]),
-            device,
-        ))),
-    })
+    Ok(folding::linear(
+        folded,
+        [features, outputs],
+        folded_bias,
+        device,
+    ))
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl Admission {
             outcome: end
                 .conclusion
                 .as_ref()
-                .map(|conclusion| conclusion.decision.outcome().to_string()),
+                .map(|conclusion| conclusion.outcome.to_string()),
         };
         let stored = self
             .tenants

@@ -273,8 +273,10 @@ pub fn identity_concluded(
 ) -> Value {
     let Conclusion {
         decision,
+        anti_spoofing_score,
         encrypted_data,
         result_token,
+        ..
     } = conclusion;
     let mut answer = match decision {
         Decision::Enrolled {
@@ -347,6 +349,9 @@ pub fn identity_concluded(
         ("blinks_detected", json!(progress.blinks_detected)),
         ("motion_verified", json!(progress.motion_events > 0)),
         ("motion_events", json!(progress.motion_events)),
+        // The seed's field, which it leaves at 0.0; here the session's score, 0 spoof .. 1
+        // real (null where no frame was judged).
+        ("anti_spoofing_score", json!(anti_spoofing_score)),
         ("encrypted_data", json!(encrypted_data)),
         ("result_token", json!(result_token)),
         ("visual_data", json!({})),

@@ -112,10 +112,15 @@ pub const LONGEST_DRAIN: Duration =
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Opens the store, binds, starts the engine, and serves until `shut_down`. `models` must
-/// hold the recognition model (`FaceModels::with_recognizer`): issued sessions need it.
+/// hold the recognition and anti-spoofing models (`FaceModels::with_identity_models`): issued
+/// sessions need them.
 pub async fn start(config: ServeConfig, models: FaceModels) -> Result<Running, StartError> {
-    if models.recognizer.is_none() {
-        return Err("the server needs the recognition model: FaceModels::with_recognizer".into());
+    if models.recognizer.is_none() || models.anti_spoofing.is_none() {
+        return Err(
+            "the server needs the recognition and anti-spoofing models: \
+             FaceModels::with_identity_models"
+                .into(),
+        );
     }
     let tenants = Tenants::open(&config.store).await?;
     let webhooks = Arc::new(Webhooks::new(

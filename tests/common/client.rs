@@ -58,7 +58,7 @@ pub async fn start(config: ServeConfig) -> Running {
 
 pub async fn start_with_models(config: ServeConfig, options: &ModelOptions) -> Running {
     let models = FaceModels::load(ComputeDevice::cpu(), options)
-        .and_then(|models| models.with_recognizer(options))
+        .and_then(|models| models.with_identity_models(options))
         .unwrap();
     server::start(config, models).await.unwrap()
 }

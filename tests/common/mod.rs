@@ -42,6 +42,17 @@ pub fn tool(name: &str) -> PathBuf {
     path
 }
 
+/// What `command` printed, once it has succeeded (else its stderr is the panic).
+pub fn stdout_of(command: &mut std::process::Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// `tests/golden/fixtures/`, made by the scripts in `tests/golden/`.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fixtures")

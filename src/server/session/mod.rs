@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::engine::{Analyze, FrameJob, Reply, SessionId, Tracking};
 use crate::identity::session_faces::SessionFaces;
+use crate::identity::spoof_scores::SpoofScores;
 use crate::identity::{Conclusion, Identity, IdentityRequest};
 use crate::liveness::check::{LivenessCheck, LivenessRules, Progress, SessionKind, Verdict};
 use crate::server::answers::{self, Answer, FaceReport, FrameContext, Timings};
@@ -55,11 +56,13 @@ pub struct SessionIdentity<'a> {
     pub request: IdentityRequest,
 }
 
-/// An issued session's identity step as it goes: the face it has shown so far.
+/// An issued session's identity step as it goes: the face it has shown so far, and how live
+/// it looked.
 struct IdentityStep<'a> {
     service: &'a Identity,
     request: IdentityRequest,
     faces: SessionFaces,
+    spoof: SpoofScores,
 }
 
 /// Answers owed to the client, oldest first: a frame still to run, or an answer ready to go.
@@ -169,6 +172,7 @@ where
         liveness: LivenessCheck::new(kind, rules),
         identity: identity.map(|identity| IdentityStep {
             faces: identity.service.session_faces(),
+            spoof: SpoofScores::default(),
             service: identity.service,
             request: identity.request,
         }),
@@ -366,6 +370,10 @@ impl<E: Analyze> Session<'_, E> {
                             .identity
                             .as_ref()
                             .is_some_and(|identity| identity.faces.wants_template()),
+                        wants_spoof_score: self
+                            .identity
+                            .as_ref()
+                            .is_some_and(|identity| identity.spoof.wants_score()),
                     };
                     let reply = self.engine.analyze(job);
                     self.in_flight = Some(InFlight {
@@ -438,6 +446,10 @@ impl<E: Analyze> Session<'_, E> {
                     // Too small to recognise: the next frame is asked again.
                     Some(Err(_)) => {}
                 }
+                match analysis.spoof_score {
+                    Some(score) => identity.spoof.take(score),
+                    None => identity.spoof.pass_frame(),
+                }
             }
             answers::face_processed(frame, &report, &indicators, &progress)
         }
@@ -462,7 +474,7 @@ impl<E: Analyze> Session<'_, E> {
             Some(identity) if decides => {
                 let conclusion = identity
                     .service
-                    .conclude(&identity.request, &identity.faces)
+                    .conclude(&identity.request, &identity.faces, &identity.spoof)
                     .await;
                 let message =
                     answers::identity_concluded(&self.token, frames, &progress, &conclusion);
