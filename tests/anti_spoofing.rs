@@ -28,6 +28,7 @@ use face_service::device::{Backend, ComputeDevice};
 use face_service::frame;
 use face_service::models::{FaceModels, ModelOptions};
 use face_service::pipeline::anti_spoofing::{SpoofCheck, view_of};
+use face_service::pipeline::crop::Placement;
 use face_service::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use face_service::pipeline::tracker::{FaceTracker, TrackingMode};
 use image::RgbImage;
@@ -78,7 +79,15 @@ fn load(device: ComputeDevice) -> FaceModels {
 }
 
 fn check(models: &FaceModels) -> SpoofCheck<'_> {
-    SpoofCheck::new(models.anti_spoofing.as_ref().unwrap(), &models.device, None)
+    check_placed(models, Placement::default())
+}
+
+fn check_placed(models: &FaceModels, placement: Placement) -> SpoofCheck<'_> {
+    SpoofCheck::new(
+        models.anti_spoofing.as_ref().unwrap(),
+        &models.device,
+        placement,
+    )
 }
 
 /// Every case's crop in one batch per network, against PyTorch.
@@ -109,11 +118,36 @@ fn cpu_probabilities_equal_pytorchs() {
     parity(&load(ComputeDevice::cpu()), "cpu");
 }
 
+/// On wgpu: the networks against PyTorch, and the scores of crops cut by the crop shader
+/// (`--gpu-crop`) against those of crops cut on the CPU, every case in one batch (the shapes
+/// the parity check compiled). The shader equals the CPU sampler to the byte
+/// (`tests/shaders.rs`), so only the kernels' summation order can differ: 1e-4.
 #[test]
-fn wgpu_probabilities_equal_pytorchs() {
+fn wgpu_probabilities_equal_pytorchs_with_either_crop() {
     let device = ComputeDevice::gpu().expect("wgpu needs an adapter: install mesa-vulkan-drivers");
     assert!(matches!(device.backend, Backend::Wgpu { .. }));
-    parity(&load(device), "wgpu");
+    let models = load(device);
+    parity(&models, "wgpu");
+    let cases = cases();
+    let frames: Vec<RgbImage> = cases.iter().map(|c| read_image(&c.image)).collect();
+    let faces: Vec<(&RgbImage, [f32; 4])> = frames
+        .iter()
+        .zip(&cases)
+        .map(|(f, c)| (f, c.face_box))
+        .collect();
+    let on_device = Placement {
+        padded_batches_up_to: None,
+        on_device: true,
+    };
+    let shader = check_placed(&models, on_device).scores(&faces).unwrap();
+    let cpu = check(&models).scores(&faces).unwrap();
+    for ((case, shader), cpu) in cases.iter().zip(shader).zip(cpu) {
+        assert!(
+            (shader - cpu).abs() < PROBABILITY,
+            "{}: {shader} cut by the shader, {cpu} on the CPU",
+            case.image
+        );
+    }
 }
 
 #[test]

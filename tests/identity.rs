@@ -463,6 +463,11 @@ async fn a_replay_on_a_phone_fails_as_a_spoof_though_it_blinks(engine: Engine) {
         .get("/api/clients/users/bob/", Auth::Key(&a.api_key))
         .await;
     assert_eq!(bob["is_enrolled"], false, "{bob}");
+    let metrics = common::client::get_text(api.server.address, "/metrics").await;
+    assert!(
+        metrics.contains("\nface_service_spoofs_detected_total 2\n"),
+        "{metrics}"
+    );
     api.stop().await;
 }
 

@@ -8,6 +8,7 @@ use crate::cli::{AnyError, ModelArgs};
 use crate::frame;
 use crate::overlay::draw_faces;
 use crate::pipeline::anti_spoofing::SpoofCheck;
+use crate::pipeline::crop::Placement;
 use crate::pipeline::face_mesh::{FaceMesh, FaceMeshOptions};
 use crate::pipeline::tracker::{FaceTracker, TrackingMode};
 
@@ -48,7 +49,7 @@ pub fn run(args: AnalyzeArgs, models: &ModelArgs) -> Result<(), AnyError> {
     let spoof_check = models
         .anti_spoofing
         .as_ref()
-        .map(|detector| SpoofCheck::new(detector, &models.device, None));
+        .map(|detector| SpoofCheck::new(detector, &models.device, Placement::default()));
     let mode = if args.video {
         TrackingMode::Video
     } else {

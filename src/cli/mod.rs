@@ -31,8 +31,9 @@ pub struct ModelArgs {
     )]
     pub device: DeviceRequest,
 
-    /// Read the weight files (`.tflite`, and the recognition model's `.onnx`) from this
-    /// directory instead of the copies compiled in.
+    /// Read the weight files (`.tflite`, the recognition model's `.onnx`, the anti-spoofing
+    /// `.safetensors`; the names in `models/*.toml`) from this directory instead of the copies
+    /// compiled in.
     #[arg(long, env = "FACE_SERVICE_WEIGHTS_DIR", global = true)]
     pub weights_dir: Option<PathBuf>,
 

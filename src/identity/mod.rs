@@ -85,6 +85,10 @@ impl Default for IdentityConfig {
     }
 }
 
+/// The `error` of an enrollment and the `reason` of an authentication that the
+/// anti-spoofing check failed.
+const SPOOF_DETECTED: &str = "spoof_detected";
+
 /// What an issued session is for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Purpose {
@@ -158,6 +162,20 @@ impl Decision {
             Decision::Authenticated { .. } => 2,
             Decision::NotAuthenticated { .. } => 3,
         }
+    }
+
+    /// Whether the anti-spoofing check failed the session.
+    pub fn is_spoof(&self) -> bool {
+        matches!(
+            self,
+            Decision::EnrollmentFailed {
+                error: SPOOF_DETECTED,
+                ..
+            } | Decision::NotAuthenticated {
+                reason: SPOOF_DETECTED,
+                ..
+            }
+        )
     }
 
     /// The outcome as the session stores it and its result token carries it.
@@ -402,9 +420,9 @@ impl Identity {
         if anti_spoofing_score.is_some_and(|score| score < self.real_threshold) {
             let message = "The face looks like a photo or a screen, not a live person";
             return Ok(if enrolling {
-                Decision::enrollment_failed("spoof_detected", "SPOOF_DETECTED", message)
+                Decision::enrollment_failed(SPOOF_DETECTED, "SPOOF_DETECTED", message)
             } else {
-                Decision::not_authenticated("spoof_detected", message, None)
+                Decision::not_authenticated(SPOOF_DETECTED, message, None)
             });
         }
         let Some(face) = faces.face() else {

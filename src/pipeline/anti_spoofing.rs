@@ -1,7 +1,8 @@
 //! Is a face live? The face box scaled out to each anti-spoofing network's view (2.7x and 4x:
 //! enough of the frame to show a photo's edge, a screen's bezel or moiré), cut to 80x80 by the
-//! crop code, and both networks run on their crops, each as one batch. A face's score is the
-//! networks' mean probability that it is live: 0 spoof .. 1 real.
+//! crop code (on the CPU, or by the crop shader with `--gpu-crop`), and both networks run on
+//! their crops, each as one batch. A face's score is the networks' mean probability that it is
+//! live: 0 spoof .. 1 real.
 
 use image::RgbImage;
 
@@ -10,7 +11,7 @@ use crate::models::anti_spoofing::INPUT_SIZE;
 use crate::models::description::{AntiSpoofingOptions, InputDescription, ModelKind};
 use crate::models::input::{InputError, images_to_tensor};
 use crate::models::{SpoofDetector, rows_per_item};
-use crate::pipeline::crop::{Affine, Border, warp};
+use crate::pipeline::crop::{Border, PixelRect, Placement, crop, model_input};
 use crate::pipeline::face_mesh::padded_batch_size;
 
 /// The anti-spoofing networks, for faces already found.
@@ -19,15 +20,16 @@ pub struct SpoofCheck<'m> {
     device: &'m ComputeDevice,
     input: InputDescription,
     options: AntiSpoofingOptions,
-    /// On a GPU, batches are padded with blank crops to the mesh's few sizes, up to this one.
-    padded_batches_up_to: Option<usize>,
+    /// As the mesh's crops: padded to its few batch sizes on a GPU, cut there with
+    /// `--gpu-crop`.
+    placement: Placement,
 }
 
 impl<'m> SpoofCheck<'m> {
     pub fn new(
         detector: &'m SpoofDetector,
         device: &'m ComputeDevice,
-        padded_batches_up_to: Option<usize>,
+        placement: Placement,
     ) -> Self {
         let description = ModelKind::AntiSpoofing.description();
         Self {
@@ -37,7 +39,7 @@ impl<'m> SpoofCheck<'m> {
             options: description
                 .anti_spoofing
                 .expect("the anti-spoofing description has its options"),
-            padded_batches_up_to,
+            placement,
         }
     }
 
@@ -49,50 +51,59 @@ impl<'m> SpoofCheck<'m> {
     /// Runs every padded batch size once, so that a GPU compiles its kernels before the first
     /// frame (nothing to do without padding).
     pub fn warm_up(&self) -> Result<(), InputError> {
-        let Some(max_batch) = self.padded_batches_up_to else {
+        let Some(max_batch) = self.placement.padded_batches_up_to else {
             return Ok(());
         };
         let blank = RgbImage::new(INPUT_SIZE as u32, INPUT_SIZE as u32);
+        let face_box = [20.0, 20.0, 40.0, 40.0];
         let mut size = 1;
         while size <= max_batch.max(1) {
             let padded = padded_batch_size(size, max_batch);
-            for network in 0..self.detector.networks.len() {
-                self.probabilities(network, &vec![&blank; padded])?;
-            }
+            self.scores(&vec![(&blank, face_box); padded])?;
             size = padded + 1;
         }
         Ok(())
     }
 
-    /// Each network's crop of the face in `face_box` (x, y, width, height in frame pixels).
+    /// Each network's crop of the face in `face_box` (x, y, width, height in frame pixels),
+    /// cut on the CPU.
     pub fn crops(&self, frame: &RgbImage, face_box: [f32; 4]) -> Vec<RgbImage> {
+        self.views(frame, face_box)
+            .into_iter()
+            .map(|view| {
+                crop(
+                    frame,
+                    &view,
+                    INPUT_SIZE as u32,
+                    INPUT_SIZE as u32,
+                    Border::Replicate,
+                )
+            })
+            .collect()
+    }
+
+    /// What each network sees of `frame` around the face in `face_box`.
+    fn views(&self, frame: &RgbImage, face_box: [f32; 4]) -> Vec<PixelRect> {
         self.options
             .networks
             .iter()
             .map(|network| {
                 let region = view_of(frame.width(), frame.height(), face_box, network.box_scale);
-                resize_region(frame, region)
+                resized_region(region)
             })
             .collect()
     }
 
-    /// One network's class probabilities for each of `crops`, in one batch.
+    /// One network's class probabilities for each of `crops` (cut already), in one batch.
     pub fn probabilities(
         &self,
         network: usize,
         crops: &[&RgbImage],
     ) -> Result<Vec<Vec<f32>>, InputError> {
-        let count = crops.len();
-        let padded = self
-            .padded_batches_up_to
-            .map_or(count, |max_batch| padded_batch_size(count, max_batch));
-        let blank = RgbImage::new(INPUT_SIZE as u32, INPUT_SIZE as u32);
-        let mut batch = crops.to_vec();
-        batch.resize(padded.max(count), &blank);
-        let input = images_to_tensor(&batch, &self.input, &self.device.device)?;
-        let mut rows = rows_per_item(self.detector.networks[network].forward(input));
-        rows.truncate(count);
-        Ok(rows)
+        let input = images_to_tensor(crops, &self.input, &self.device.device)?;
+        Ok(rows_per_item(
+            self.detector.networks[network].forward(input),
+        ))
     }
 
     /// The score of each face (0 spoof .. 1 real), the faces' crops run as one batch per
@@ -101,15 +112,27 @@ impl<'m> SpoofCheck<'m> {
         if faces.is_empty() {
             return Ok(Vec::new());
         }
-        let crops: Vec<Vec<RgbImage>> = faces
+        let views: Vec<Vec<PixelRect>> = faces
             .iter()
-            .map(|&(frame, face_box)| self.crops(frame, face_box))
+            .map(|&(frame, face_box)| self.views(frame, face_box))
             .collect();
         let networks = self.options.networks.len();
         let mut scores = vec![0.0f32; faces.len()];
         for network in 0..networks {
-            let batch: Vec<&RgbImage> = crops.iter().map(|c| &c[network]).collect();
-            for (score, row) in scores.iter_mut().zip(self.probabilities(network, &batch)?) {
+            let regions: Vec<(&RgbImage, PixelRect)> = faces
+                .iter()
+                .zip(&views)
+                .map(|(&(frame, _), views)| (frame, views[network]))
+                .collect();
+            let input = model_input(
+                &regions,
+                &self.input,
+                Border::Replicate,
+                self.placement,
+                self.device,
+            )?;
+            let rows = rows_per_item(self.detector.networks[network].forward(input));
+            for (score, row) in scores.iter_mut().zip(rows) {
                 *score += row[self.options.real_class] / networks as f32;
             }
         }
@@ -157,27 +180,19 @@ pub fn view_of(width: u32, height: u32, face_box: [f32; 4], scale: f32) -> [u32;
     ]
 }
 
-/// `region` of `frame` resized to the networks' input with bilinear sampling at OpenCV
-/// `resize`'s positions (pixel centres to pixel centres).
-fn resize_region(frame: &RgbImage, [left, top, right, bottom]: [u32; 4]) -> RgbImage {
-    let size = INPUT_SIZE as f64;
-    let step_x = f64::from(right - left + 1) / size;
-    let step_y = f64::from(bottom - top + 1) / size;
-    let map = Affine {
-        a: step_x,
-        b: 0.0,
-        c: f64::from(left) + 0.5 * step_x - 0.5,
-        d: 0.0,
-        e: step_y,
-        f: f64::from(top) + 0.5 * step_y - 0.5,
-    };
-    warp(
-        frame,
-        &map,
-        INPUT_SIZE as u32,
-        INPUT_SIZE as u32,
-        Border::Replicate,
-    )
+/// The rectangle whose crop samples `region` (inclusive pixels) at OpenCV `resize`'s
+/// positions, pixel centres onto pixel centres: output pixel u reads `left + (u + 0.5) *
+/// step - 0.5`, where the crop's corner-to-corner map reads `x_center - width / 2 + u * step`.
+fn resized_region([left, top, right, bottom]: [u32; 4]) -> PixelRect {
+    let (width, height) = ((right - left + 1) as f32, (bottom - top + 1) as f32);
+    let size = INPUT_SIZE as f32;
+    PixelRect {
+        x_center: left as f32 + width / 2.0 + 0.5 * width / size - 0.5,
+        y_center: top as f32 + height / 2.0 + 0.5 * height / size - 0.5,
+        width,
+        height,
+        rotation: 0.0,
+    }
 }
 
 #[cfg(test)]

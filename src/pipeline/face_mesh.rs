@@ -6,11 +6,10 @@ use burn::tensor::Tensor;
 use image::RgbImage;
 
 use crate::models::description::{DecodingOptions, InputDescription, NonMaxSuppressionOptions};
-use crate::models::input::{InputError, images_to_tensor};
+use crate::models::input::InputError;
 use crate::models::{FaceModels, ModelKind, rows_per_item};
 use crate::pipeline::anchors::{self, Anchor};
-use crate::pipeline::crop::gpu::{CropJob, crop_on_device};
-use crate::pipeline::crop::{Border, PixelRect, crop};
+use crate::pipeline::crop::{Border, PixelRect, Placement, model_input};
 use crate::pipeline::detection::{Detection, decode, sigmoid, weighted_non_max_suppression};
 use crate::pipeline::projection::{detection_to_frame, landmarks_to_frame, letterbox};
 
@@ -189,52 +188,18 @@ impl<'m> FaceMesh<'m> {
             .collect())
     }
 
-    /// The model input `[N, 3, H, W]` for each (frame, region), N padded when padding is on:
-    /// cut on the CPU and uploaded, or cut on the GPU by the crop shader.
+    /// The model input `[N, 3, H, W]` for each (frame, region), N padded when padding is on.
     fn input_tensor(
         &self,
         regions: &[(&RgbImage, PixelRect)],
         input: &InputDescription,
         border: Border,
     ) -> Result<Tensor<4>, InputError> {
-        let mut regions = regions.to_vec();
-        // Padding items are copies of the first: their answers are computed and ignored.
-        if let (Some(max), Some(&first)) = (self.options.padded_batches_up_to, regions.first()) {
-            regions.resize(padded_batch_size(regions.len(), max), first);
-        }
-        let size = (input.width as u32, input.height as u32);
-        if self.options.crop_on_device && self.models.device.is_gpu() {
-            // Each distinct frame goes up once, however many regions it holds.
-            let mut frames: Vec<&RgbImage> = Vec::new();
-            let jobs: Vec<CropJob> = regions
-                .iter()
-                .map(|&(frame, rect)| {
-                    let index = frames
-                        .iter()
-                        .position(|f| std::ptr::eq(*f, frame))
-                        .unwrap_or_else(|| {
-                            frames.push(frame);
-                            frames.len() - 1
-                        });
-                    CropJob { frame: index, rect }
-                })
-                .collect();
-            let device = &self.models.device.device;
-            return Ok(crop_on_device(
-                &frames,
-                &jobs,
-                size,
-                border,
-                input.range,
-                device,
-            ));
-        }
-        let crops: Vec<RgbImage> = regions
-            .iter()
-            .map(|(frame, rect)| crop(frame, rect, size.0, size.1, border))
-            .collect();
-        let crops: Vec<&RgbImage> = crops.iter().collect();
-        images_to_tensor(&crops, input, &self.models.device.device)
+        let placement = Placement {
+            padded_batches_up_to: self.options.padded_batches_up_to,
+            on_device: self.options.crop_on_device,
+        };
+        model_input(regions, input, border, placement, &self.models.device)
     }
 
     /// Runs both models once at every padded batch size, so that a GPU has compiled all its

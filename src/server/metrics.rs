@@ -29,6 +29,8 @@ pub struct Metrics {
     pub liveness_timed_out: AtomicU64,
     /// Issued sessions' identity decisions, by `Decision::KINDS`.
     identity_decisions: [AtomicU64; Decision::KINDS.len()],
+    /// Issued sessions failed because their face looked like a photo or a screen.
+    spoofs_detected: AtomicU64,
     /// Sessions of dead processes this one ended as `disconnected` (`registry`).
     pub sessions_reaped: AtomicU64,
     /// Heartbeats that did not reach the store.
@@ -47,6 +49,7 @@ impl Metrics {
             liveness_passed: AtomicU64::new(0),
             liveness_timed_out: AtomicU64::new(0),
             identity_decisions: Default::default(),
+            spoofs_detected: AtomicU64::new(0),
             sessions_reaped: AtomicU64::new(0),
             heartbeats_failed: AtomicU64::new(0),
             faces: AtomicU64::new(0),
@@ -58,6 +61,9 @@ impl Metrics {
 
     pub fn decided(&self, decision: &Decision) {
         self.identity_decisions[decision.kind_index()].fetch_add(1, Ordering::Relaxed);
+        if decision.is_spoof() {
+            self.spoofs_detected.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn answered(&self, outcome: Outcome) {
@@ -178,6 +184,13 @@ impl Metrics {
         for (kind, counter) in Decision::KINDS.iter().zip(&self.identity_decisions) {
             let _ = writeln!(out, "{name}{{decision=\"{kind}\"}} {}", load(counter));
         }
+        let name = "face_service_spoofs_detected_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Issued sessions failed as spoof_detected by the anti-spoofing check.\n\
+             # TYPE {name} counter\n{name} {}",
+            load(&self.spoofs_detected)
+        );
         engine.queue_wait_seconds.render(
             "face_service_queue_wait_seconds",
             "Time a frame waited for its device batch.",
