@@ -283,16 +283,20 @@ async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
     .await
     .unwrap();
     assert_eq!(user.status(), 201);
-    let session: Value = post(
-        "/api/auth/enrollment/",
-        jwt.clone(),
-        serde_json::json!({ "user_id": "user-42", "session_type": "webcam" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    // A session for user-42, as the tenant's backend creates one.
+    let create_session = async |path: &str| -> Value {
+        post(
+            path,
+            jwt.clone(),
+            serde_json::json!({ "user_id": "user-42", "session_type": "webcam" }),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    };
+    let session = create_session("/api/auth/enrollment/").await;
     let token = session["session_token"].as_str().unwrap();
 
     let clip = carphone_jpegs(640, 480, 90).unwrap();
@@ -324,16 +328,7 @@ async fn a_seed_clients_rest_and_websocket_flow_runs_against_the_binary() {
     assert_eq!(outcome["status"], "completed", "{outcome}");
     assert_eq!(outcome["result"]["outcome"]["enrolled"], true);
 
-    let session: Value = post(
-        "/api/auth/authentication/",
-        jwt.clone(),
-        serde_json::json!({ "user_id": "user-42", "session_type": "webcam" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let session = create_session("/api/auth/authentication/").await;
     let (signed_in, _) =
         run_until_verdict(session["websocket_url"].as_str().unwrap(), &clip, pace).await;
     assert_eq!(signed_in["type"], "authentication_complete", "{signed_in}");

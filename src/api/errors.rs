@@ -40,6 +40,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
     }
 
+    /// A DELETE's answer: 204 when `what` was there (and is gone), 404 when it was not.
+    pub fn deleted(found: bool, what: &str) -> Result<StatusCode, ApiError> {
+        if found {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::not_found(what))
+        }
+    }
+
     pub fn too_many_requests(detail: String, retry_after_secs: i64) -> ApiError {
         ApiError {
             retry_after_secs: Some(retry_after_secs.max(1)),

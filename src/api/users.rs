@@ -272,16 +272,12 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state
+    let found = state
         .tenants
         .store()
         .delete_user(&caller.client.id, &id)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("User"))
-    }
+        .await?;
+    ApiError::deleted(found, "User")
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

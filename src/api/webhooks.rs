@@ -122,16 +122,12 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state
+    let found = state
         .tenants
         .store()
         .delete_endpoint(&caller.client.id, &id)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("Webhook endpoint"))
-    }
+        .await?;
+    ApiError::deleted(found, "Webhook endpoint")
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -13,7 +13,6 @@ use crate::matching::Template;
 use crate::models::FaceModels;
 use crate::models::input::InputError;
 use crate::pipeline::anti_spoofing::SpoofCheck;
-use crate::pipeline::crop::Placement;
 use crate::pipeline::face_mesh::{FaceLandmarks, FaceMesh, FaceMeshOptions};
 use crate::pipeline::recognition::{FaceProblem, Recognition};
 use crate::pipeline::tracker::{FaceTracker, process_batch};
@@ -60,13 +59,10 @@ impl<'m> Stages<'m> {
             recognition: models.recognizer.as_ref().map(|recognizer| {
                 Recognition::new(recognizer, &models.device, options.padded_batches_up_to)
             }),
-            spoof_check: models.anti_spoofing.as_ref().map(|detector| {
-                let placement = Placement {
-                    padded_batches_up_to: options.padded_batches_up_to,
-                    on_device: options.crop_on_device,
-                };
-                SpoofCheck::new(detector, &models.device, placement)
-            }),
+            spoof_check: models
+                .anti_spoofing
+                .as_ref()
+                .map(|detector| SpoofCheck::new(detector, &models.device, options.placement())),
         }
     }
 

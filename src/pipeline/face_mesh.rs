@@ -32,6 +32,17 @@ pub struct FaceMeshOptions {
     pub crop_on_device: bool,
 }
 
+impl FaceMeshOptions {
+    /// Where the crops of a batch are cut and how it is padded: the mesh's rule, which the
+    /// other models' crops follow.
+    pub fn placement(&self) -> Placement {
+        Placement {
+            padded_batches_up_to: self.padded_batches_up_to,
+            on_device: self.crop_on_device,
+        }
+    }
+}
+
 impl Default for FaceMeshOptions {
     fn default() -> Self {
         Self {
@@ -195,11 +206,13 @@ impl<'m> FaceMesh<'m> {
         input: &InputDescription,
         border: Border,
     ) -> Result<Tensor<4>, InputError> {
-        let placement = Placement {
-            padded_batches_up_to: self.options.padded_batches_up_to,
-            on_device: self.options.crop_on_device,
-        };
-        model_input(regions, input, border, placement, &self.models.device)
+        model_input(
+            regions,
+            input,
+            border,
+            self.options.placement(),
+            &self.models.device,
+        )
     }
 
     /// Runs both models once at every padded batch size, so that a GPU has compiled all its
