@@ -180,7 +180,14 @@ pub async fn run_until_verdict(
         next_json(&mut socket).await["type"],
         "connection_established"
     );
-    let mut ticks = pace.map(tokio::time::interval);
+    // After a slow answer the next frame waits a whole `pace` again: tokio's default would
+    // send the ticks missed meanwhile in a burst, faster than the pace (and the server's
+    // rate limit), where a camera page sends at most its frame rate.
+    let mut ticks = pace.map(|pace| {
+        let mut ticks = tokio::time::interval(pace);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     let is_verdict =
         |message: &Value| VERDICTS.contains(&message["type"].as_str().unwrap_or_default());
     for (id, frame) in frames.iter().enumerate() {
